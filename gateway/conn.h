@@ -1,0 +1,85 @@
+/*
+ * conn.h - a client connection: one explicit state machine (memcached
+ * style), one bufferevent, one timer.  Every state change goes through
+ * conn_set_state().  The HTTP side (http.c) owns the states before the
+ * upgrade; the WebSocket session (ws_session.c) owns the states after.
+ *
+ * Lifetime: a connection is never freed inside a callback that may still
+ * use it (for instance a room fan-out loop).  conn_close() marks it dead and
+ * queues it on the worker's reap list; the reap event frees it at the end of
+ * the current loop iteration.
+ */
+#ifndef PARLEY_CONN_H
+#define PARLEY_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "worker.h"
+
+struct bufferevent;
+struct event;
+struct ws_session;
+
+typedef enum {
+    CONN_HTTP_HEAD = 0, /* reading a request head */
+    CONN_HTTP_BODY,     /* reading a request body (HTTP API) */
+    CONN_HTTP_SEND,     /* response queued; keep-alive continues after it */
+    CONN_WS_PENDING,    /* upgrade valid, waiting for the room (no 101 yet) */
+    CONN_WS_OPEN,       /* WebSocket open */
+    CONN_WS_CLOSING,    /* close frame sent, waiting for the peer's close */
+    CONN_DRAINING,      /* final bytes queued: close once written or timed out */
+    CONN_CLOSED         /* dead, waiting to be reaped */
+} conn_state_t;
+
+typedef struct conn {
+    worker_t *w;
+    uint64_t id;               /* unique in the worker; the wire's conn id */
+    int fd;
+    struct bufferevent *bev;
+    conn_state_t state;
+    struct event *timer;       /* timeout of the current state */
+    char peer[48];             /* "ip:port" for logs */
+    size_t head_seen;          /* http_parse_request last_len */
+    size_t body_need;          /* CONN_HTTP_BODY: Content-Length */
+    bool keep_alive;
+    struct ws_session *ws;     /* owned; NULL before the upgrade */
+    struct conn *next, *prev;  /* worker's connection list */
+    struct conn *reap_next;
+    /* conn.c / http.c private state (added by the HTTP side) */
+    bool peer_eof;             /* the peer half-closed (HTTP states) */
+    bool http_idle;            /* keep-alive wait between requests */
+    bool lingering;            /* DRAINING: output written, discarding input */
+    bool ws_notified;          /* ws_session_on_close() was called */
+    size_t linger_bytes;       /* input discarded while lingering */
+} conn_t;
+
+/* Creates a connection for the accepted socket fd (non-blocking already)
+ * and starts reading a request head.  NULL on failure (fd closed). */
+conn_t *conn_new(worker_t *w, int fd, const char *peer);
+
+/* Moves c to state s (asserting the transition is legal) and logs it at
+ * debug level.  Does not touch timers or callbacks. */
+void conn_set_state(conn_t *c, conn_state_t s);
+
+/* Arms the connection's single timer to fire after ms milliseconds
+ * (replacing any earlier deadline); ms < 0 disarms it. */
+void conn_set_timeout(conn_t *c, int64_t ms);
+
+/* Closes at once: output not yet written is dropped.  Safe to call more
+ * than once and from any callback; the memory is freed later. */
+void conn_close(conn_t *c);
+
+/* Stops reading, and closes once the queued output is written, or after
+ * timeout_ms at most (state CONN_DRAINING). */
+void conn_close_after_write(conn_t *c, int64_t timeout_ms);
+
+/* Bytes queued for sending and not yet written to the socket. */
+size_t conn_output_pending(const conn_t *c);
+
+/* Frees every reaped connection of w (called by the worker's reap event;
+ * also on worker exit). */
+void conn_reap_all(worker_t *w);
+
+#endif

@@ -1,0 +1,50 @@
+/*
+ * ws_session.h - an upgraded connection: the WebSocket session on top of
+ * common/ws_frame (reassembly, ping/pong, the closing handshake, idle
+ * pings, size limits, the send-queue bound) in plain or parley.v1 JSON
+ * mode.  Chat semantics live in chat.c; this module moves frames.
+ */
+#ifndef PARLEY_WS_SESSION_H
+#define PARLEY_WS_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conn.h"
+#include "http_parser.h"
+#include "ws_handshake.h"
+
+struct ws_session;
+
+/*
+ * Called by http.c for a request that ws_handshake_check() accepted, on
+ * path "/", "/ws" or "/ws/<room>" (room validated by http.c; "lobby" for
+ * the first two).  Takes over c: picks the mode (parley.v1 offered: JSON,
+ * otherwise plain), and either writes the 101 (at once, or once the room is
+ * in sync for plain mode, state CONN_WS_PENDING until then) or answers an
+ * HTTP error through http_send_error() (503 while the broker is
+ * unreachable).
+ */
+void ws_session_upgrade(conn_t *c, const http_request_t *req,
+                        const ws_handshake_t *hs, const char *room,
+                        size_t room_len);
+
+/* Input arrived while c is in a WebSocket state. */
+void ws_session_on_read(conn_t *c);
+
+/* The state timer fired (ping due, pong overdue, close handshake overdue). */
+void ws_session_on_timer(conn_t *c);
+
+/* c is going away (peer closed, error, or conn_close()): leave rooms, tell
+ * the broker.  Called once, before c->ws is freed. */
+void ws_session_on_close(conn_t *c);
+
+/* Starts the closing handshake with code and reason (worker shutdown uses
+ * 1012 or 1001). */
+void ws_session_close(conn_t *c, uint16_t code, const char *reason);
+
+/* Frees a session; NULL is a no-op. */
+void ws_session_free(struct ws_session *s);
+
+#endif
