@@ -209,6 +209,47 @@ static void test_dump_round_trip(void **state)
     unlink(path);
 }
 
+/* docs/configuration.md documents every key the programs accept. */
+static void check_documented(config_role_t role, const char *doc)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    config_usage(f, role, "prog");
+    fclose(f);
+    int keys = 0;
+    for (char *p = strstr(text, "\n  --"); p; p = strstr(p + 1, "\n  --")) {
+        char name[64], want[80];
+        assert_int_equal(sscanf(p + 5, "%63s", name), 1);
+        for (char *q = name; *q; q++)
+            *q = *q == '-' ? '_' : *q;
+        snprintf(want, sizeof want, "| `%s` |", name);
+        if (strstr(doc, want) == NULL)
+            fail_msg("key %s is not in docs/configuration.md", name);
+        keys++;
+    }
+    assert_true(keys > 5);
+    free(text);
+}
+
+static void test_keys_documented(void **state)
+{
+    (void)state;
+    const char *src = getenv("PARLEY_SRCDIR");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/docs/configuration.md", src ? src : ".");
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        fail_msg("cannot read %s (set PARLEY_SRCDIR)", path);
+    static char doc[65536];
+    size_t n = fread(doc, 1, sizeof doc - 1, f);
+    doc[n] = '\0';
+    fclose(f);
+    check_documented(CONFIG_ROLE_GATEWAY, doc);
+    check_documented(CONFIG_ROLE_BROKER, doc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -220,6 +261,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_args, setup, teardown),
         cmocka_unit_test_setup_teardown(test_args_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dump_round_trip, setup, teardown),
+        cmocka_unit_test(test_keys_documented),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
