@@ -23,12 +23,12 @@
 #define STATIC_ETAG_MAX 48
 
 typedef struct {
-    int fd;               /* open regular file (owned by the caller), or -1 */
+    int fd; /* open regular file (owned by the caller), or -1 */
     off_t size;
-    time_t mtime;         /* seconds, for Last-Modified / If-Modified-Since */
-    const char *mime;     /* static string */
-    bool is_html;         /* gets the Content-Security-Policy */
-    char etag[STATIC_ETAG_MAX];                 /* with the quotes */
+    time_t mtime;     /* seconds, for Last-Modified / If-Modified-Since */
+    const char *mime; /* static string */
+    bool is_html;     /* gets the Content-Security-Policy */
+    char etag[STATIC_ETAG_MAX]; /* with the quotes */
     char last_modified[STATIC_DATE_LEN + 1];
 } static_file_t;
 

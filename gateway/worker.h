@@ -41,6 +41,8 @@ typedef struct worker {
     int www_fd;                  /* cfg->www opened at start; -1: none */
     uint16_t stop_code;          /* close code of worker_stop() */
     bool accept_paused;          /* accepting off until connections drop */
+    uint64_t accept_gate_until;  /* start: accept once the link is up, or
+                                  * at this time (mono ms); 0: open */
     /* chat side: owned by chat.c */
     void *zmq_ctx;
     struct broker_link *link;

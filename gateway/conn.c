@@ -1,0 +1,306 @@
+/*
+ * conn.c - the connection state machine: one bufferevent, one timer, and
+ * dispatchers that route every event by state to http.c (before the
+ * upgrade) or ws_session.c (after it).
+ *
+ * Closing is two-step (conn.h): conn_close() marks the connection dead and
+ * queues it; the worker's reap event frees it.  conn_close_after_write()
+ * adds a lingering close: once the output is written the socket is shut
+ * down for writing and the input is read and discarded until the peer
+ * closes (bounded in bytes and time), so unread request bytes left in the
+ * kernel cannot turn our last response into a reset.
+ */
+#include "conn.h"
+
+#include <assert.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "http.h"
+#include "log.h"
+#include "ws_session.h"
+
+#define CONN_LINGER_MS 1000
+#define CONN_LINGER_MAX_BYTES (1u << 20)
+#define CONN_HEAD_MARGIN 4096 /* read watermark beyond max_head */
+
+#define BIT(s) (1u << (s))
+
+static const char *const state_names[] = {
+    [CONN_HTTP_HEAD] = "http_head", [CONN_HTTP_BODY] = "http_body",
+    [CONN_HTTP_SEND] = "http_send", [CONN_WS_PENDING] = "ws_pending",
+    [CONN_WS_OPEN] = "ws_open",     [CONN_WS_CLOSING] = "ws_closing",
+    [CONN_DRAINING] = "draining",   [CONN_CLOSED] = "closed",
+};
+
+/* Legal transitions: allowed[from] is the set of states reachable. */
+static const unsigned allowed[] = {
+    [CONN_HTTP_HEAD] = BIT(CONN_HTTP_BODY) | BIT(CONN_HTTP_SEND) |
+                       BIT(CONN_WS_PENDING) | BIT(CONN_WS_OPEN) |
+                       BIT(CONN_DRAINING) | BIT(CONN_CLOSED),
+    [CONN_HTTP_BODY] =
+        BIT(CONN_HTTP_SEND) | BIT(CONN_DRAINING) | BIT(CONN_CLOSED),
+    [CONN_HTTP_SEND] =
+        BIT(CONN_HTTP_HEAD) | BIT(CONN_DRAINING) | BIT(CONN_CLOSED),
+    [CONN_WS_PENDING] = BIT(CONN_WS_OPEN) | BIT(CONN_WS_CLOSING) |
+                        BIT(CONN_DRAINING) | BIT(CONN_CLOSED),
+    [CONN_WS_OPEN] =
+        BIT(CONN_WS_CLOSING) | BIT(CONN_DRAINING) | BIT(CONN_CLOSED),
+    [CONN_WS_CLOSING] = BIT(CONN_DRAINING) | BIT(CONN_CLOSED),
+    [CONN_DRAINING] = BIT(CONN_CLOSED),
+    [CONN_CLOSED] = 0,
+};
+
+static bool is_http_state(conn_state_t s)
+{
+    return s == CONN_HTTP_HEAD || s == CONN_HTTP_BODY || s == CONN_HTTP_SEND;
+}
+
+static bool is_ws_state(conn_state_t s)
+{
+    return s == CONN_WS_PENDING || s == CONN_WS_OPEN || s == CONN_WS_CLOSING;
+}
+
+void conn_set_state(conn_t *c, conn_state_t s)
+{
+    if (c->state == s)
+        return;
+    assert(allowed[c->state] & BIT(s));
+    log_debug("conn_state", "id=%" PRIu64 " from=%s to=%s", c->id,
+              state_names[c->state], state_names[s]);
+    c->state = s;
+}
+
+void conn_set_timeout(conn_t *c, int64_t ms)
+{
+    if (ms < 0) {
+        evtimer_del(c->timer);
+        return;
+    }
+    struct timeval tv = {.tv_sec = (time_t)(ms / 1000),
+                         .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+    evtimer_add(c->timer, &tv);
+}
+
+size_t conn_output_pending(const conn_t *c)
+{
+    return evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+/* The output of a draining connection is written: half-close and discard
+ * what the peer still sends until it closes too. */
+static void start_linger(conn_t *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    c->lingering = true;
+    if (c->peer_eof || shutdown(c->fd, SHUT_WR) != 0) {
+        conn_close(c);
+        return;
+    }
+    evbuffer_drain(in, evbuffer_get_length(in));
+    bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
+    bufferevent_enable(c->bev, EV_READ);
+    conn_set_timeout(c, CONN_LINGER_MS);
+}
+
+static void discard_input(conn_t *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t n = evbuffer_get_length(in);
+    evbuffer_drain(in, n);
+    c->linger_bytes += n;
+    if (c->linger_bytes > CONN_LINGER_MAX_BYTES)
+        conn_close(c);
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+    conn_t *c = arg;
+    (void)bev;
+    switch (c->state) {
+    case CONN_HTTP_HEAD:
+    case CONN_HTTP_BODY:
+        http_on_read(c);
+        break;
+    case CONN_HTTP_SEND:
+        break; /* pipelined input waits until the response is written */
+    case CONN_WS_PENDING:
+    case CONN_WS_OPEN:
+    case CONN_WS_CLOSING:
+        ws_session_on_read(c);
+        break;
+    case CONN_DRAINING:
+        discard_input(c);
+        break;
+    case CONN_CLOSED:
+        break;
+    }
+}
+
+static void on_write(struct bufferevent *bev, void *arg)
+{
+    conn_t *c = arg;
+    (void)bev;
+    if (conn_output_pending(c) != 0)
+        return;
+    if (c->state == CONN_HTTP_SEND)
+        http_on_written(c);
+    else if (c->state == CONN_DRAINING && !c->lingering)
+        start_linger(c);
+}
+
+/* The peer half-closed an HTTP connection: what it sent before may still
+ * deserve answers (a request followed by shutdown(SHUT_WR)). */
+static void on_http_eof(conn_t *c)
+{
+    c->peer_eof = true;
+    if (c->state != CONN_HTTP_SEND)
+        http_on_read(c); /* serves a complete request, or closes */
+    /* in CONN_HTTP_SEND, http_on_written() serves the rest, then closes */
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+    conn_t *c = arg;
+    (void)bev;
+    if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) &&
+        is_http_state(c->state)) {
+        on_http_eof(c);
+        return;
+    }
+    log_debug("conn_event",
+              "id=%" PRIu64 " state=%s eof=%d error=%d "
+              "timeout=%d",
+              c->id, state_names[c->state], !!(what & BEV_EVENT_EOF),
+              !!(what & BEV_EVENT_ERROR), !!(what & BEV_EVENT_TIMEOUT));
+    conn_close(c);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    conn_t *c = arg;
+    (void)fd;
+    (void)what;
+    if (is_http_state(c->state))
+        http_on_timeout(c);
+    else if (is_ws_state(c->state))
+        ws_session_on_timer(c);
+    else if (c->state == CONN_DRAINING)
+        conn_close(c);
+}
+
+/* Frees a connection that never made it to the worker's list. */
+static void conn_discard(conn_t *c, int fd)
+{
+    if (c != NULL && c->bev != NULL)
+        bufferevent_free(c->bev); /* closes fd (BEV_OPT_CLOSE_ON_FREE) */
+    else
+        close(fd);
+    if (c != NULL && c->timer != NULL)
+        event_free(c->timer);
+    free(c);
+}
+
+/* Creates the bufferevent (which owns fd from then on) and timer of c. */
+static int conn_setup(conn_t *c, worker_t *w, int fd)
+{
+    c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (c->bev == NULL)
+        return -1;
+    c->timer = evtimer_new(w->base, on_timer, c);
+    if (c->timer == NULL)
+        return -1;
+    bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
+    bufferevent_setwatermark(c->bev, EV_READ, 0,
+                             (size_t)w->cfg->max_head + CONN_HEAD_MARGIN);
+    return bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+conn_t *conn_new(worker_t *w, int fd, const char *peer)
+{
+    conn_t *c = calloc(1, sizeof *c);
+    if (c == NULL || conn_setup(c, w, fd) != 0) {
+        log_warn("conn_new_failed", "fd=%d peer=%s", fd, peer);
+        conn_discard(c, fd);
+        return NULL;
+    }
+    c->w = w;
+    c->fd = fd;
+    c->id = ++w->next_conn_id;
+    c->state = CONN_HTTP_HEAD;
+    snprintf(c->peer, sizeof c->peer, "%s", peer);
+    c->next = w->conns;
+    if (w->conns != NULL)
+        w->conns->prev = c;
+    w->conns = c;
+    w->nconns++;
+    STAT_ADD(w->stats, conns_total, 1);
+    STAT_ADD(w->stats, conns_open, 1);
+    conn_set_timeout(c, w->cfg->header_timeout_ms);
+    log_debug("conn_open", "id=%" PRIu64 " fd=%d peer=%s", c->id, fd, peer);
+    return c;
+}
+
+void conn_close(conn_t *c)
+{
+    if (c->state == CONN_CLOSED)
+        return;
+    if (c->ws != NULL && !c->ws_notified) {
+        c->ws_notified = true;
+        ws_session_on_close(c);
+        if (c->state == CONN_CLOSED)
+            return; /* closed again from inside the callback */
+    }
+    conn_set_state(c, CONN_CLOSED);
+    bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+    evtimer_del(c->timer);
+    worker_t *w = c->w;
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    /* c->next stays valid until the reap: loops over the list that close
+     * connections as they go can still follow it. */
+    w->nconns--;
+    STAT_ADD(w->stats, conns_open, -1);
+    c->reap_next = w->reap;
+    w->reap = c;
+    event_active(w->reap_ev, EV_TIMEOUT, 0);
+    log_debug("conn_close", "id=%" PRIu64 " peer=%s", c->id, c->peer);
+}
+
+void conn_close_after_write(conn_t *c, int64_t timeout_ms)
+{
+    if (c->state == CONN_CLOSED || c->state == CONN_DRAINING)
+        return;
+    conn_set_state(c, CONN_DRAINING);
+    bufferevent_disable(c->bev, EV_READ);
+    bufferevent_set_timeouts(c->bev, NULL, NULL);
+    conn_set_timeout(c, timeout_ms);
+    if (conn_output_pending(c) == 0)
+        start_linger(c);
+    else
+        bufferevent_enable(c->bev, EV_WRITE);
+}
+
+void conn_reap_all(worker_t *w)
+{
+    while (w->reap != NULL) {
+        conn_t *c = w->reap;
+        w->reap = c->reap_next;
+        ws_session_free(c->ws);
+        c->ws = NULL;
+        bufferevent_free(c->bev); /* closes c->fd */
+        event_free(c->timer);
+        free(c);
+    }
+}
