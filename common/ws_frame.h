@@ -115,7 +115,8 @@ void ws_parser_free(ws_parser_t *p);
  * complete or the input is used up.  Returns the number of bytes consumed
  * (call again with the rest), and sets out->opcode to the completed
  * message's opcode, or to WS_OP_CONT when nothing is complete yet.  On a
- * protocol violation returns -1 and sets p->error_code (1002, 1007 or 1009)
+ * protocol violation returns -1 and sets p->error_code (1002, 1007, 1009,
+ * or 1011 when out of memory)
  * and p->error; the parser then stays in error.  out->data stays valid until
  * the next call.
  */
