@@ -26,4 +26,28 @@ bool chat_link_up(const worker_t *w);
  * 3000 ms", "connecting"), for /healthz. */
 const char *chat_link_reason(const worker_t *w);
 
+/* ---- for ws_session.c (gwchat extension) --------------------------------- */
+
+struct conn;
+
+/* A parley.v1 text message from c: parses and answers the request
+ * (PROTOCOL.md section 3). */
+void chat_on_json(struct conn *c, const char *text, size_t len);
+
+/*
+ * A plain connection c enters room[0..len) at its upgrade.  Returns 1 when
+ * c is a live member now (send the 101 now), 0 when the room is being
+ * synced (ws_session_plain_ready() is called later), -1 when the broker is
+ * unreachable (answer 503).
+ */
+int chat_plain_join(struct conn *c, const char *room, size_t len);
+
+/* A chat line from plain connection c: SAY without ack, nick "anonymous".
+ * Returns 0, or -1 when the broker is unreachable. */
+int chat_plain_say(struct conn *c, const char *text, size_t len);
+
+/* c leaves every room it is in (LEAVE to the broker for JSON members) and
+ * its requests in flight are forgotten.  Idempotent. */
+void chat_conn_gone(struct conn *c);
+
 #endif

@@ -47,4 +47,34 @@ void ws_session_close(conn_t *c, uint16_t code, const char *reason);
 /* Frees a session; NULL is a no-op. */
 void ws_session_free(struct ws_session *s);
 
+/* ---- for chat.c and rooms.c (gwchat extension) ---------------------------- */
+
+struct member;
+struct frame;
+
+/* True for a parley.v1 (JSON) session. */
+bool ws_session_is_json(const conn_t *c);
+
+/* The head of c's list of room memberships (rooms.c links members there). */
+struct member **ws_session_members(conn_t *c);
+
+/* Queues a shared frame f (borrowed; referenced when large) to c if c is
+ * open.  Returns 0, or -1 when c is not open or out of memory. */
+int ws_session_send_frame(conn_t *c, struct frame *f);
+
+/* The same without counting messages_out/bytes_out (a fan-out counts them
+ * once for all its members). */
+int ws_session_queue_frame(conn_t *c, struct frame *f);
+
+/* Frames and queues a text message p[0..len) to c.  0 or -1 as above. */
+int ws_session_send_text(conn_t *c, const char *p, size_t len);
+
+/* Closes c as a slow consumer (1013): drops most of its queued output,
+ * leaves its rooms.  Idempotent; never call it inside a fan-out loop. */
+void ws_session_slow_consumer(conn_t *c);
+
+/* The room of a pending plain upgrade is in sync (ok: send the 101 now) or
+ * could not be synced (answer 503). */
+void ws_session_plain_ready(conn_t *c, bool ok);
+
 #endif

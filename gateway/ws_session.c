@@ -1,0 +1,503 @@
+/*
+ * ws_session.c - the WebSocket session of an upgraded connection
+ * (ws_session.h): the 101, frames in and out, ping/pong, the closing
+ * handshake, and the send-queue bound.  Chat semantics are in chat.c.
+ */
+#include "ws_session.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "autoconfig.h"
+#include "chat.h"
+#include "frame_cache.h"
+#include "http.h"
+#include "log.h"
+#include "names.h"
+#include "rooms.h"
+#include "util.h"
+#include "ws_frame.h"
+
+#define WS_READ_HIGH (64u * 1024) /* input read per callback, at most */
+#define WS_CKPT 8                 /* frame boundaries remembered */
+#define WS_PROTOCOL "parley.v1"
+
+struct ws_session {
+    conn_t *c;
+    bool json;
+    bool opened; /* the 101 was sent (gauges counted) */
+    bool close_sent;
+    bool parse_failed;
+    bool ping_out;
+    ws_parser_t parser;
+    member_t *members;            /* rooms of this connection */
+    char room[NAME_MAX_ROOM + 1]; /* plain mode: the URL's room */
+    size_t room_len;
+    char accept[WS_ACCEPT_LEN + 1];
+    uint64_t last_rx_ms;
+    uint64_t ping_sent_ms;
+    /* output accounting, to cut a slow consumer's queue at a frame
+     * boundary: q_total bytes queued so far, ckpt[] some frame starts */
+    uint64_t q_total;
+    uint64_t ckpt[WS_CKPT];
+    unsigned ckpt_i;
+    uint64_t ckpt_last;
+};
+
+/* ---- output -------------------------------------------------------------- */
+
+/* Notes n more bytes queued, remembering a frame start now and then. */
+static void account(conn_t *c, size_t n)
+{
+    struct ws_session *s = c->ws;
+    uint64_t step = (uint64_t)c->w->cfg->send_queue / 4;
+    if (step < 4096)
+        step = 4096;
+    if (s->q_total - s->ckpt_last >= step) {
+        s->ckpt[s->ckpt_i++ % WS_CKPT] = s->q_total;
+        s->ckpt_last = s->q_total;
+    }
+    s->q_total += n;
+}
+
+/* Queues a frame of op with payload p[0..len), even while closing. */
+static int queue_frame(conn_t *c, ws_opcode_t op, const void *p, size_t len)
+{
+    uint8_t hdr[WS_MAX_HEADER];
+    size_t hlen = ws_frame_write_header(hdr, op, true, 0, len, NULL);
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (evbuffer_add(out, hdr, hlen) != 0 ||
+        (len > 0 && evbuffer_add(out, p, len) != 0))
+        return -1;
+    account(c, hlen + len);
+    STAT_ADD(c->w->stats, bytes_out, (int64_t)(hlen + len));
+    return 0;
+}
+
+static bool can_send(const conn_t *c)
+{
+    return c->ws != NULL && c->state == CONN_WS_OPEN && !c->ws->close_sent;
+}
+
+int ws_session_send_text(conn_t *c, const char *p, size_t len)
+{
+    if (!can_send(c) || queue_frame(c, WS_OP_TEXT, p, len) != 0)
+        return -1;
+    STAT_ADD(c->w->stats, messages_out, 1);
+    return 0;
+}
+
+int ws_session_queue_frame(conn_t *c, struct frame *f)
+{
+    if (!can_send(c) || frame_queue(bufferevent_get_output(c->bev), f) != 0)
+        return -1;
+    account(c, f->len);
+    return 0;
+}
+
+int ws_session_send_frame(conn_t *c, struct frame *f)
+{
+    if (ws_session_queue_frame(c, f) != 0)
+        return -1;
+    STAT_ADD(c->w->stats, messages_out, 1);
+    STAT_ADD(c->w->stats, bytes_out, (int64_t)f->len);
+    return 0;
+}
+
+static void queue_close(conn_t *c, uint16_t code, const char *reason)
+{
+    uint8_t payload[WS_MAX_CONTROL];
+    size_t n = code == WS_CLOSE_NO_STATUS
+                   ? 0
+                   : ws_close_payload(payload, code, reason);
+    queue_frame(c, WS_OP_CLOSE, payload, n);
+    c->ws->close_sent = true;
+}
+
+/* ---- opening ------------------------------------------------------------- */
+
+static void write_101(conn_t *c)
+{
+    struct ws_session *s = c->ws;
+    evbuffer_add_printf(bufferevent_get_output(c->bev),
+                        "HTTP/1.1 101 Switching Protocols\r\n"
+                        "Upgrade: websocket\r\n"
+                        "Connection: Upgrade\r\n"
+                        "Sec-WebSocket-Accept: %s\r\n"
+                        "%s\r\n",
+                        s->accept,
+                        s->json ? "Sec-WebSocket-Protocol: " WS_PROTOCOL "\r\n"
+                                : "");
+}
+
+static void send_welcome(conn_t *c)
+{
+    char session[17], buf[256];
+    if (util_random_hex(session, 8) != 0)
+        snprintf(session, sizeof session, "%016" PRIx64, c->id);
+    int n = snprintf(buf, sizeof buf,
+                     "{\"type\":\"welcome\",\"server\":\"parley/%s\","
+                     "\"session\":\"%s\",\"max_message\":%" PRId64 "}",
+                     PACKAGE_VERSION, session, c->w->cfg->max_message);
+    ws_session_send_text(c, buf, (size_t)n);
+}
+
+/* The 101 is written: the connection is an open WebSocket. */
+static void ws_open(conn_t *c)
+{
+    struct ws_session *s = c->ws;
+    gw_stats_t *st = c->w->stats;
+    write_101(c);
+    conn_set_state(c, CONN_WS_OPEN);
+    s->opened = true;
+    s->last_rx_ms = util_mono_ms();
+    conn_set_timeout(c, c->w->cfg->ping_interval_ms);
+    if (s->json) {
+        STAT_ADD(st, ws_json_open, 1);
+        STAT_ADD(st, ws_json_total, 1);
+        send_welcome(c);
+    } else {
+        STAT_ADD(st, ws_plain_open, 1);
+        STAT_ADD(st, ws_plain_total, 1);
+    }
+    log_debug("ws_open", "id=%" PRIu64 " mode=%s peer=%s", c->id,
+              s->json ? "json" : "plain", c->peer);
+}
+
+static struct ws_session *session_new(conn_t *c, const ws_handshake_t *hs)
+{
+    struct ws_session *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return NULL;
+    s->c = c;
+    s->json = ws_offers_protocol(hs, WS_PROTOCOL);
+    memcpy(s->accept, hs->accept, sizeof s->accept);
+    ws_parser_config_t pc = {
+        .max_message = (size_t)c->w->cfg->max_message,
+        .require_mask = true,
+        .reject_mask = false,
+        .allowed_rsv = 0,
+    };
+    ws_parser_init(&s->parser, &pc);
+    return s;
+}
+
+void ws_session_upgrade(conn_t *c, const http_request_t *req,
+                        const ws_handshake_t *hs, const char *room,
+                        size_t room_len)
+{
+    (void)req;
+    struct ws_session *s = session_new(c, hs);
+    if (s == NULL) {
+        http_send_error(c, 500, "out of memory", NULL);
+        return;
+    }
+    c->ws = s;
+    bufferevent_setwatermark(c->bev, EV_READ, 0, WS_READ_HIGH);
+    if (s->json) {
+        ws_open(c);
+        ws_session_on_read(c); /* bytes that came with the head */
+        return;
+    }
+    memcpy(s->room, room, room_len);
+    s->room_len = room_len;
+    int rc = chat_plain_join(c, room, room_len);
+    if (rc > 0) {
+        ws_open(c);
+        ws_session_on_read(c);
+    } else if (rc == 0) {
+        conn_set_state(c, CONN_WS_PENDING);
+        conn_set_timeout(c, c->w->cfg->request_timeout_ms + 1000);
+    } else {
+        c->ws = NULL;
+        ws_session_free(s);
+        STAT_ADD(c->w->stats, handshake_failures[HS_FAIL_UNAVAILABLE], 1);
+        http_send_error(c, 503, "broker unavailable", NULL);
+    }
+}
+
+/* A pending plain upgrade fails: an HTTP 503 written by hand (the HTTP
+ * side is done with this connection). */
+static void fail_pending(conn_t *c)
+{
+    static const char body[] = "503 Service Unavailable: broker unavailable\n";
+    chat_conn_gone(c);
+    STAT_ADD(c->w->stats, handshake_failures[HS_FAIL_UNAVAILABLE], 1);
+    evbuffer_add_printf(bufferevent_get_output(c->bev),
+                        "HTTP/1.1 503 Service Unavailable\r\n"
+                        "Content-Type: text/plain; charset=utf-8\r\n"
+                        "Content-Length: %zu\r\n"
+                        "Connection: close\r\n\r\n%s",
+                        sizeof body - 1, body);
+    conn_close_after_write(c, c->w->cfg->close_timeout_ms);
+}
+
+void ws_session_plain_ready(conn_t *c, bool ok)
+{
+    if (c->ws == NULL || c->state != CONN_WS_PENDING)
+        return;
+    if (!ok) {
+        fail_pending(c);
+        return;
+    }
+    ws_open(c);
+    ws_session_on_read(c);
+}
+
+/* ---- closing ------------------------------------------------------------- */
+
+/* Sends a close frame and waits for the peer's (close_timeout). */
+static void start_close(conn_t *c, uint16_t code, const char *reason)
+{
+    struct ws_session *s = c->ws;
+    if (c->state == CONN_WS_PENDING) {
+        conn_close(c);
+        return;
+    }
+    if (c->state != CONN_WS_OPEN || s->close_sent)
+        return;
+    queue_close(c, code, reason);
+    chat_conn_gone(c);
+    conn_set_state(c, CONN_WS_CLOSING);
+    conn_set_timeout(c, c->w->cfg->close_timeout_ms);
+    log_debug("ws_close_sent", "id=%" PRIu64 " code=%u reason=\"%s\"", c->id,
+              code, reason);
+}
+
+void ws_session_close(conn_t *c, uint16_t code, const char *reason)
+{
+    if (c->ws != NULL)
+        start_close(c, code, reason);
+}
+
+/* Keeps only the queued bytes up to a frame boundary past what the socket
+ * already took, so a close frame can follow soon and cleanly. */
+static void trim_output(conn_t *c)
+{
+    struct ws_session *s = c->ws;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    size_t pending = evbuffer_get_length(out);
+    uint64_t written = s->q_total - pending, best = UINT64_MAX;
+    for (unsigned i = 0; i < WS_CKPT; i++)
+        if (s->ckpt[i] >= written && s->ckpt[i] < best)
+            best = s->ckpt[i];
+    if (best == UINT64_MAX || best - written >= pending)
+        return;
+    struct evbuffer *keep = evbuffer_new();
+    if (keep == NULL)
+        return;
+    evbuffer_remove_buffer(out, keep, (size_t)(best - written));
+    evbuffer_drain(out, evbuffer_get_length(out));
+    evbuffer_add_buffer(out, keep);
+    evbuffer_free(keep);
+}
+
+void ws_session_slow_consumer(conn_t *c)
+{
+    struct ws_session *s = c->ws;
+    if (s == NULL || c->state != CONN_WS_OPEN || s->close_sent)
+        return;
+    STAT_ADD(c->w->stats, slow_consumer_closes, 1);
+    log_info("slow_consumer", "id=%" PRIu64 " peer=%s pending=%zu", c->id,
+             c->peer, conn_output_pending(c));
+    trim_output(c);
+    queue_close(c, WS_CLOSE_TRY_AGAIN, "slow consumer");
+    chat_conn_gone(c);
+    conn_close_after_write(c, c->w->cfg->close_timeout_ms);
+}
+
+/* ---- input --------------------------------------------------------------- */
+
+static void protocol_close(conn_t *c, uint16_t code, const char *reason)
+{
+    STAT_ADD(c->w->stats, protocol_closes, 1);
+    log_info("ws_protocol_close",
+             "id=%" PRIu64 " peer=%s code=%u "
+             "reason=\"%s\"",
+             c->id, c->peer, code, reason);
+    start_close(c, code, reason);
+}
+
+static void on_close_frame(conn_t *c, const ws_message_t *m)
+{
+    struct ws_session *s = c->ws;
+    if (s->close_sent) {
+        conn_close(c); /* the handshake is complete */
+        return;
+    }
+    queue_close(c,
+                m->close_code == WS_CLOSE_NO_STATUS ? WS_CLOSE_NO_STATUS
+                                                    : m->close_code,
+                NULL);
+    chat_conn_gone(c);
+    conn_close_after_write(c, c->w->cfg->close_timeout_ms);
+}
+
+static void on_plain_line(conn_t *c, const ws_message_t *m)
+{
+    if (m->len > (size_t)c->w->cfg->max_text) {
+        protocol_close(c, WS_CLOSE_TOO_BIG, "line too long");
+        return;
+    }
+    if (m->len == 0)
+        return; /* an empty line is no chat line */
+    if (chat_plain_say(c, (const char *)m->data, m->len) != 0) {
+        log_warn("plain_line_refused",
+                 "id=%" PRIu64 " reason=\"broker "
+                 "unavailable\"",
+                 c->id);
+        start_close(c, WS_CLOSE_TRY_AGAIN, "broker unavailable, retry");
+    }
+}
+
+static void on_message(conn_t *c, const ws_message_t *m)
+{
+    struct ws_session *s = c->ws;
+    switch (m->opcode) {
+    case WS_OP_PING:
+        if (!s->close_sent)
+            queue_frame(c, WS_OP_PONG, m->data, m->len);
+        break;
+    case WS_OP_PONG:
+        s->ping_out = false;
+        break;
+    case WS_OP_CLOSE:
+        on_close_frame(c, m);
+        break;
+    case WS_OP_BINARY:
+        if (!s->close_sent)
+            protocol_close(c, WS_CLOSE_UNSUPPORTED,
+                           "binary messages are not supported");
+        break;
+    case WS_OP_TEXT:
+        if (s->close_sent)
+            break;
+        STAT_ADD(c->w->stats, messages_in, 1);
+        if (s->json)
+            chat_on_json(c, (const char *)m->data, m->len);
+        else
+            on_plain_line(c, m);
+        break;
+    default:
+        break;
+    }
+}
+
+void ws_session_on_read(conn_t *c)
+{
+    struct ws_session *s = c->ws;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    if (s == NULL || c->state == CONN_WS_PENDING)
+        return; /* no frame may come before the 101 */
+    if (evbuffer_get_length(in) > 0)
+        s->last_rx_ms = util_mono_ms();
+    while ((c->state == CONN_WS_OPEN || c->state == CONN_WS_CLOSING) &&
+           !s->parse_failed && evbuffer_get_length(in) > 0) {
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+            break;
+        ws_message_t m;
+        ssize_t n = ws_parser_feed(&s->parser, v.iov_base, v.iov_len, &m);
+        if (n < 0) {
+            s->parse_failed = true;
+            protocol_close(c, s->parser.error_code, s->parser.error);
+            break;
+        }
+        evbuffer_drain(in, (size_t)n);
+        STAT_ADD(c->w->stats, bytes_in, n);
+        if (m.opcode != WS_OP_CONT)
+            on_message(c, &m);
+    }
+    if (s->parse_failed || c->state == CONN_DRAINING)
+        evbuffer_drain(in, evbuffer_get_length(in));
+}
+
+/* ---- timers -------------------------------------------------------------- */
+
+static void on_idle_timer(conn_t *c)
+{
+    struct ws_session *s = c->ws;
+    const config_t *cfg = c->w->cfg;
+    uint64_t now = util_mono_ms();
+    if (s->ping_out && s->last_rx_ms > s->ping_sent_ms)
+        s->ping_out = false; /* the peer spoke: it is alive */
+    if (s->ping_out) {
+        uint64_t waited = now - s->ping_sent_ms;
+        if (waited >= (uint64_t)cfg->pong_timeout_ms) {
+            log_info("ws_peer_dead",
+                     "id=%" PRIu64 " peer=%s silent_ms=%" PRIu64, c->id,
+                     c->peer, now - s->last_rx_ms);
+            conn_close(c);
+            return;
+        }
+        conn_set_timeout(c, cfg->pong_timeout_ms - (int64_t)waited);
+        return;
+    }
+    uint64_t idle = now - s->last_rx_ms;
+    if (idle < (uint64_t)cfg->ping_interval_ms) {
+        conn_set_timeout(c, cfg->ping_interval_ms - (int64_t)idle);
+        return;
+    }
+    queue_frame(c, WS_OP_PING, NULL, 0);
+    s->ping_out = true;
+    s->ping_sent_ms = now;
+    conn_set_timeout(c, cfg->pong_timeout_ms);
+}
+
+void ws_session_on_timer(conn_t *c)
+{
+    if (c->ws == NULL) {
+        conn_close(c);
+        return;
+    }
+    switch (c->state) {
+    case CONN_WS_PENDING:
+        ws_session_plain_ready(c, false);
+        break;
+    case CONN_WS_OPEN:
+        on_idle_timer(c);
+        break;
+    default:
+        conn_close(c); /* the peer's close frame did not come in time */
+        break;
+    }
+}
+
+/* ---- lifetime ------------------------------------------------------------ */
+
+void ws_session_on_close(conn_t *c)
+{
+    struct ws_session *s = c->ws;
+    if (s == NULL)
+        return;
+    chat_conn_gone(c);
+    if (s->opened) {
+        s->opened = false;
+        STAT_ADD(c->w->stats, ws_json_open, s->json ? -1 : 0);
+        STAT_ADD(c->w->stats, ws_plain_open, s->json ? 0 : -1);
+    }
+}
+
+void ws_session_free(struct ws_session *s)
+{
+    if (s == NULL)
+        return;
+    ws_parser_free(&s->parser);
+    free(s);
+}
+
+bool ws_session_is_json(const conn_t *c)
+{
+    return c->ws != NULL && c->ws->json;
+}
+
+struct member **ws_session_members(conn_t *c)
+{
+    return &c->ws->members;
+}
