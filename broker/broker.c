@@ -43,6 +43,7 @@ struct broker {
     journal_t *journal; /* NULL when history lives in memory only */
     char boot[STORE_EPOCH_LEN + 1];
     uint64_t gseq;
+    uint64_t sequenced; /* messages sequenced since the start */
     uint64_t heartbeat_ms, link_timeout_ms;
     uint64_t next_beat;
     /* the request being handled */
@@ -291,6 +292,7 @@ static void handle_say(broker_t *b, const wire_msg_t *m)
             log_error("say_failed", "reason=\"out of memory\"");
         return;
     }
+    b->sequenced++;
     journal_say(b, r, m, seq, ts);
     wire_msg_t out = {.type = WIRE_MSG,
                       .room = m->room,
@@ -337,9 +339,17 @@ static void handle_join(broker_t *b, const wire_msg_t *m)
     }
     if (rc != STORE_JOIN_SAME && !(m->flags & WIRE_F_SILENT))
         join_presence(b, r, m, rc, old);
+    /* A join with since but no epoch trusts since: the epoch is taken as
+     * matching, as for HIST. */
+    const char *epoch = (const char *)m->epoch.p;
+    size_t epoch_len = m->epoch.len;
+    if (epoch_len == 0) {
+        epoch = store_room_epoch(r);
+        epoch_len = strlen(epoch);
+    }
     store_replay_t p;
-    store_replay_plan(r, m->flags & WIRE_F_HAS_SINCE, m->since,
-                      (const char *)m->epoch.p, m->epoch.len, m->limit, &p);
+    store_replay_plan(r, m->flags & WIRE_F_HAS_SINCE, m->since, epoch,
+                      epoch_len, m->limit, &p);
     log_debug("join",
               "room=%.*s conn=%llu members=%zu replay=%zu "
               "recovered=%d",
@@ -604,7 +614,16 @@ static void on_node_expired(void *arg, const store_node_t *n)
 
 static void heartbeat(broker_t *b, uint64_t now)
 {
-    wire_msg_t m = {.type = WIRE_HEARTBEAT, .boot = cstr(b->boot)};
+    /* The broker's figures ride on the heartbeat, so every gateway's
+     * /metrics can show them (docs/wire.md). */
+    wire_msg_t m = {
+        .type = WIRE_HEARTBEAT,
+        .boot = cstr(b->boot),
+        .members = (uint32_t)store_member_count(b->store),
+        .limit = (uint32_t)store_room_count(b->store),
+        .seq = b->sequenced,
+        .since = b->journal ? journal_bytes(b->journal) : 0,
+    };
     publish(b, &m);
     store_node_expire(b->store, now, b->link_timeout_ms, on_node_expired,
                       on_member_gone, b);

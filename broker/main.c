@@ -14,6 +14,7 @@
 #include "broker.h"
 #include "config.h"
 #include "log.h"
+#include "privs.h"
 
 static volatile sig_atomic_t stop_requested;
 
@@ -81,9 +82,20 @@ static int run(const config_t *c)
                   strerror(errno));
         return 1;
     }
+    privs_t privs;
+    if (privs_plan(&privs, c->user, c->allow_root, err, sizeof err) != 0) {
+        log_error("startup_refused", "reason=\"%s\"", err);
+        return 1;
+    }
     broker_t *b = broker_new(c, err, sizeof err);
     if (b == NULL) {
         log_error("startup_failed", "reason=\"%s\"", err);
+        return 1;
+    }
+    /* the sockets are bound and the journal open: no more root */
+    if (privs_drop(&privs, err, sizeof err) != 0) {
+        log_error("startup_failed", "reason=\"%s\"", err);
+        broker_free(b);
         return 1;
     }
     int rc = broker_run(b, &stop_requested);

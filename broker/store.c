@@ -63,6 +63,7 @@ struct store {
     size_t history_size;
     size_t max_rooms;
     store_room_t *occupied;
+    size_t members; /* memberships over all rooms */
 };
 
 /* ---- hash table -------------------------------------------------------- */
@@ -243,6 +244,11 @@ const uint8_t *store_node_id(const store_node_t *n, size_t *len)
     return n->id;
 }
 
+size_t store_member_count(const store_t *s)
+{
+    return s->members;
+}
+
 size_t store_node_members(const store_node_t *n)
 {
     return n->members;
@@ -276,6 +282,7 @@ static void member_remove(store_t *s, store_room_t *r, size_t i, char *nick,
     memcpy(nick, m->nick, m->nick_len + 1);
     *nick_len = m->nick_len;
     m->node->members--;
+    s->members--;
     r->members[i] = r->members[r->nmembers - 1];
     r->nmembers--;
     if (r->nmembers == 0)
@@ -504,6 +511,7 @@ int store_join(store_t *s, store_room_t *r, store_node_t *n, uint64_t conn,
     m->conn = conn;
     set_nick(m, nick, nick_len);
     n->members++;
+    s->members++;
     if (r->nmembers == 1)
         occupied_link(s, r);
     return STORE_JOIN_NEW;

@@ -39,6 +39,9 @@ void store_free(store_t *s);
 size_t store_room_count(const store_t *s);
 size_t store_node_count(const store_t *s);
 
+/* Memberships over all rooms (a connection in two rooms counts twice). */
+size_t store_member_count(const store_t *s);
+
 /* ---- nodes ------------------------------------------------------------- */
 
 /* The node with this routing id, or NULL.  Borrowed until it is removed. */

@@ -23,7 +23,7 @@ typedef enum { T_STR, T_INT, T_SIZE, T_DUR, T_BOOL } key_type_t;
 
 typedef struct {
     const char *name;
-    const char *section; /* link, log, gateway, broker */
+    const char *section; /* link, log, process, gateway, broker */
     key_type_t type;
     size_t offset;
     const char *def;
@@ -51,6 +51,10 @@ static const cfg_key_t keys[] = {
      "log file, - for standard error"},
     {"access_log", "log", T_BOOL, F(access_log), "no", 0, 0,
      "log one line per HTTP request"},
+    {"user", "process", T_STR, F(user), "", 0, 0,
+     "started as root: switch to this user after binding the sockets"},
+    {"allow_root", "process", T_BOOL, F(allow_root), "no", 0, 0,
+     "allow running as root without user (not recommended)"},
     {"listen", "gateway", T_STR, F(listen), "127.0.0.1:8080", 0, 0,
      "comma-separated host:port list ([::1]:8080 for IPv6)"},
     {"workers", "gateway", T_INT, F(workers), "-1", -1, 256,
@@ -93,6 +97,19 @@ static const cfg_key_t keys[] = {
      600000, "graceful stop: longest wait for connections to close"},
     {"request_timeout", "gateway", T_DUR, F(request_timeout_ms), "5s", 10,
      600000, "longest wait for the broker's answer to a request"},
+    {"tls_listen", "gateway", T_STR, F(tls_listen), "", 0, 0,
+     "comma-separated host:port list for TLS (empty: no TLS listener)"},
+    {"tls_cert", "gateway", T_STR, F(tls_cert), "", 0, 0,
+     "PEM certificate chain file (server certificate first)"},
+    {"tls_key", "gateway", T_STR, F(tls_key), "", 0, 0,
+     "PEM private key file (mode 0600 or stricter)"},
+    {"tls_key_insecure_ok", "gateway", T_BOOL, F(tls_key_insecure_ok), "no",
+     0, 0, "accept a tls_key file readable by group or others"},
+    {"allowed_origins", "gateway", T_STR, F(allowed_origins), "", 0, 0,
+     "Origins allowed to open WebSockets: list, * or empty (same host)"},
+    {"max_connections_per_ip", "gateway", T_INT, F(max_connections_per_ip),
+     "256", 0, 10000000, "connections per client address per worker; 0: "
+     "unlimited"},
     {"history_size", "broker", T_INT, F(history_size), "1000", 1, 10000000,
      "messages of history kept per room"},
     {"journal", "broker", T_STR, F(journal), "", 0, 0,
@@ -302,7 +319,8 @@ struct load_ctx {
 static bool section_known(const char *s)
 {
     return strcmp(s, "link") == 0 || strcmp(s, "log") == 0 ||
-           strcmp(s, "gateway") == 0 || strcmp(s, "broker") == 0;
+           strcmp(s, "process") == 0 || strcmp(s, "gateway") == 0 ||
+           strcmp(s, "broker") == 0;
 }
 
 /* inih handler: returns 0 to flag the line as an error. */
@@ -474,8 +492,15 @@ int config_validate(const config_t *c, config_role_t role, char *err,
         return -1;
     }
     if (role == CONFIG_ROLE_GATEWAY) {
-        if (c->listen[0] == '\0') {
-            errf(err, errlen, "listen: at least one host:port is needed");
+        if (c->listen[0] == '\0' && c->tls_listen[0] == '\0') {
+            errf(err, errlen, "listen: at least one host:port is needed "
+                 "(in listen or tls_listen)");
+            return -1;
+        }
+        if (c->tls_listen[0] != '\0' &&
+            (c->tls_cert[0] == '\0' || c->tls_key[0] == '\0')) {
+            errf(err, errlen, "tls_listen is set: tls_cert and tls_key are "
+                 "required");
             return -1;
         }
         if (c->max_text > c->max_message) {

@@ -3,8 +3,9 @@
  * every key also settable on the command line.
  *
  * The file has sections [link] (the broker endpoints, read by both),
- * [log] (both), [gateway] and [broker]; a program reads [link], [log] and
- * its own section and skips the other program's.  On the command line a key
+ * [log] (both), [process] (both: the user to run as), [gateway] and
+ * [broker]; a program reads [link], [log], [process] and its own section
+ * and skips the other program's.  On the command line a key
  * is "--name=value" or "--name value" with the key's bare name
  * (--workers 4, --listen 0.0.0.0:8080).  Values: integers, sizes with an
  * optional k/m/g suffix (powers of 1024), durations with ms/s/m suffixes
@@ -31,6 +32,9 @@ typedef struct {
     char *log_level;
     char *log_file;         /* "-" = stderr */
     bool access_log;
+    /* [process] */
+    char *user;             /* drop to this user after binding (as root) */
+    bool allow_root;        /* run as root without a user */
     /* [gateway] */
     char *listen;           /* comma-separated host:port list */
     int64_t workers;        /* -1: number of CPUs; 0: no master */
@@ -53,6 +57,12 @@ typedef struct {
     int64_t close_timeout_ms;  /* wait for the peer's close frame */
     int64_t drain_timeout_ms;  /* graceful stop: wait for clients to leave */
     int64_t request_timeout_ms; /* broker answer to join/say/who */
+    char *tls_listen;       /* comma-separated host:port list; "": no TLS */
+    char *tls_cert;         /* PEM certificate chain file */
+    char *tls_key;          /* PEM private key file */
+    bool tls_key_insecure_ok; /* accept a key readable by group/others */
+    char *allowed_origins;  /* "", "*" or a comma-separated origin list */
+    int64_t max_connections_per_ip; /* per worker; 0: unlimited */
     /* [broker] */
     int64_t history_size;   /* messages kept per room */
     char *journal;          /* journal directory; empty: no journal */

@@ -255,6 +255,10 @@ static void on_sub(const wire_buf_t *frames, size_t n, void *arg)
     bool gap = false;
     if (m.type == WIRE_HEARTBEAT) {
         l->last_hb_ms = util_mono_ms();
+        STAT_SET(l->stats, broker_rooms, (int64_t)m.limit);
+        STAT_SET(l->stats, broker_members, (int64_t)m.members);
+        STAT_SET(l->stats, broker_messages, (int64_t)m.seq);
+        STAT_SET(l->stats, broker_journal_bytes, (int64_t)m.since);
         check_boot(l, &m.boot);
         gap = l->gseq_known && m.gseq > l->gseq;
         if (!l->gseq_known || m.gseq > l->gseq)

@@ -9,6 +9,12 @@
  * down for writing and the input is read and discarded until the peer
  * closes (bounded in bytes and time), so unread request bytes left in the
  * kernel cannot turn our last response into a reset.
+ *
+ * TLS (a tls_listen socket) changes only the bufferevent: an OpenSSL one
+ * in the accepting state, so http.c and ws_session.c read and write
+ * plaintext as usual.  A handshake that fails or does not finish within
+ * the header timeout closes the connection and is counted
+ * (tls_handshake_failures); the lingering close sends close_notify first.
  */
 #include "conn.h"
 
@@ -21,10 +27,16 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
+#include "guard.h"
 #include "http.h"
 #include "log.h"
+#include "tls.h"
+#include "util.h"
 #include "ws_session.h"
 
 #define CONN_LINGER_MS 1000
@@ -32,6 +44,9 @@
 #define CONN_HEAD_MARGIN 4096 /* read watermark beyond max_head */
 
 #define BIT(s) (1u << (s))
+
+_Static_assert(sizeof(((conn_t *)0)->ip_key) == GUARD_IP_KEY_LEN,
+               "conn_t.ip_key holds a guard_ip_key()");
 
 static const char *const state_names[] = {
     [CONN_HTTP_HEAD] = "http_head", [CONN_HTTP_BODY] = "http_body",
@@ -94,12 +109,24 @@ size_t conn_output_pending(const conn_t *c)
     return evbuffer_get_length(bufferevent_get_output(c->bev));
 }
 
+/* TLS: the close_notify alert goes out before the TCP half-close (the
+ * output is empty here, so it is written straight to the socket). */
+static void tls_close_notify(conn_t *c)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+    if (ssl != NULL && c->tls_done)
+        SSL_shutdown(ssl);
+    ERR_clear_error();
+}
+
 /* The output of a draining connection is written: half-close and discard
  * what the peer still sends until it closes too. */
 static void start_linger(conn_t *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
     c->lingering = true;
+    if (c->tls && !c->peer_eof)
+        tls_close_notify(c);
     if (c->peer_eof || shutdown(c->fd, SHUT_WR) != 0) {
         conn_close(c);
         return;
@@ -166,10 +193,52 @@ static void on_http_eof(conn_t *c)
     /* in CONN_HTTP_SEND, http_on_written() serves the rest, then closes */
 }
 
+/* Logs a failed handshake at info level at most once a second per worker
+ * (the others at debug level), so a scan cannot flood the log. */
+static void tls_failed(conn_t *c, const char *how)
+{
+    static uint64_t last_ms;
+    static unsigned suppressed;
+    char reason[160];
+    STAT_ADD(c->w->stats, tls_handshake_failures, 1);
+    tls_error_reason(c->bev, reason, sizeof reason);
+    uint64_t now = util_mono_ms();
+    if (now - last_ms >= 1000) {
+        log_info("tls_handshake_failed",
+                 "id=%" PRIu64 " peer=%s how=%s reason=\"%s\" suppressed=%u",
+                 c->id, c->peer, how, reason, suppressed);
+        last_ms = now;
+        suppressed = 0;
+    } else {
+        suppressed++;
+        log_debug("tls_handshake_failed",
+                  "id=%" PRIu64 " peer=%s how=%s reason=\"%s\"", c->id, c->peer,
+                  how, reason);
+    }
+}
+
+static void on_tls_connected(conn_t *c)
+{
+    c->tls_done = true;
+    STAT_ADD(c->w->stats, tls_handshakes, 1);
+    log_debug("tls_established", "id=%" PRIu64 " version=%s", c->id,
+              tls_version(c->bev));
+}
+
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
     conn_t *c = arg;
     (void)bev;
+    if (what & BEV_EVENT_CONNECTED) {
+        if (c->tls && !c->tls_done)
+            on_tls_connected(c);
+        return;
+    }
+    if (c->tls && !c->tls_done) {
+        tls_failed(c, (what & BEV_EVENT_ERROR) ? "error" : "eof");
+        conn_close(c);
+        return;
+    }
     if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) &&
         is_http_state(c->state)) {
         on_http_eof(c);
@@ -188,7 +257,10 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     conn_t *c = arg;
     (void)fd;
     (void)what;
-    if (is_http_state(c->state))
+    if (c->tls && !c->tls_done && c->state == CONN_HTTP_HEAD) {
+        tls_failed(c, "timeout");
+        conn_close(c);
+    } else if (is_http_state(c->state))
         http_on_timeout(c);
     else if (is_ws_state(c->state))
         ws_session_on_timer(c);
@@ -208,10 +280,30 @@ static void conn_discard(conn_t *c, int fd)
     free(c);
 }
 
-/* Creates the bufferevent (which owns fd from then on) and timer of c. */
-static int conn_setup(conn_t *c, worker_t *w, int fd)
+/* A server-side TLS bufferevent on fd; NULL on failure (fd still ours). */
+static struct bufferevent *tls_bev(worker_t *w, int fd)
 {
-    c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    SSL *ssl = tls_ssl_new(w->gw->tls_ctx);
+    if (ssl == NULL)
+        return NULL;
+    /* ssl belongs to the bufferevent from here (BEV_OPT_CLOSE_ON_FREE).
+     * When creating it fails (out of memory), libevent frees ssl on some
+     * of its error paths and not on others: it is not freed here, since a
+     * rare leak beats a double free. */
+    struct bufferevent *bev = bufferevent_openssl_socket_new(
+        w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    if (bev != NULL) /* a peer closing without close_notify is an EOF */
+        bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
+}
+
+/* Creates the bufferevent (which owns fd from then on) and timer of c. */
+static int conn_setup(conn_t *c, worker_t *w, int fd, bool tls)
+{
+    if (tls)
+        c->bev = w->gw->tls_ctx ? tls_bev(w, fd) : NULL;
+    else
+        c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (c->bev == NULL)
         return -1;
     c->timer = evtimer_new(w->base, on_timer, c);
@@ -223,10 +315,10 @@ static int conn_setup(conn_t *c, worker_t *w, int fd)
     return bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
-conn_t *conn_new(worker_t *w, int fd, const char *peer)
+conn_t *conn_new(worker_t *w, int fd, const char *peer, bool tls)
 {
     conn_t *c = calloc(1, sizeof *c);
-    if (c == NULL || conn_setup(c, w, fd) != 0) {
+    if (c == NULL || conn_setup(c, w, fd, tls) != 0) {
         log_warn("conn_new_failed", "fd=%d peer=%s", fd, peer);
         conn_discard(c, fd);
         return NULL;
@@ -235,6 +327,7 @@ conn_t *conn_new(worker_t *w, int fd, const char *peer)
     c->fd = fd;
     c->id = ++w->next_conn_id;
     c->state = CONN_HTTP_HEAD;
+    c->tls = tls;
     snprintf(c->peer, sizeof c->peer, "%s", peer);
     c->next = w->conns;
     if (w->conns != NULL)
@@ -272,6 +365,10 @@ void conn_close(conn_t *c)
      * connections as they go can still follow it. */
     w->nconns--;
     STAT_ADD(w->stats, conns_open, -1);
+    if (c->ip_counted) {
+        guard_ip_release(w->iptab, c->ip_key);
+        c->ip_counted = false;
+    }
     c->reap_next = w->reap;
     w->reap = c;
     event_active(w->reap_ev, EV_TIMEOUT, 0);

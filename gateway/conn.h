@@ -53,11 +53,18 @@ typedef struct conn {
     bool lingering;            /* DRAINING: output written, discarding input */
     bool ws_notified;          /* ws_session_on_close() was called */
     size_t linger_bytes;       /* input discarded while lingering */
+    /* TLS and per-address accounting (conn.c, worker.c) */
+    bool tls;                  /* accepted on a tls_listen socket */
+    bool tls_done;             /* the TLS handshake completed */
+    bool ip_counted;           /* counted in the worker's per-address table */
+    uint8_t ip_key[16];        /* its key there (guard_ip_key) */
 } conn_t;
 
 /* Creates a connection for the accepted socket fd (non-blocking already)
- * and starts reading a request head.  NULL on failure (fd closed). */
-conn_t *conn_new(worker_t *w, int fd, const char *peer);
+ * and starts reading a request head; with tls, behind a TLS server
+ * handshake (w->gw->tls_ctx), which the header timeout also bounds.  NULL
+ * on failure (fd closed). */
+conn_t *conn_new(worker_t *w, int fd, const char *peer, bool tls);
 
 /* Moves c to state s (asserting the transition is legal) and logs it at
  * debug level.  Does not touch timers or callbacks. */

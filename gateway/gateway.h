@@ -14,6 +14,8 @@
 
 #include "config.h"
 
+struct ssl_ctx_st;
+
 #define GW_MAX_LISTENERS 8
 #define GW_MAX_WORKERS 256
 
@@ -24,7 +26,8 @@ typedef enum {
     HS_FAIL_METHOD,          /* 405 */
     HS_FAIL_ROOM,            /* 404: invalid room in the path */
     HS_FAIL_UNAVAILABLE,     /* 503: broker link down */
-    HS_FAIL_LIMIT,           /* 503: connection limit */
+    HS_FAIL_LIMIT,           /* 503: connection limit (worker or address) */
+    HS_FAIL_ORIGIN,          /* 403: Origin not allowed */
     HS_FAIL_COUNT
 } hs_fail_t;
 
@@ -57,6 +60,13 @@ typedef struct {
     _Atomic int64_t gap_repairs;      /* history fetches to fill a gap */
     _Atomic int64_t history_replays;  /* joins answered with a replay */
     _Atomic int64_t errors_sent;      /* JSON error replies */
+    _Atomic int64_t tls_handshakes;   /* TLS handshakes completed */
+    _Atomic int64_t tls_handshake_failures; /* failed or timed out */
+    /* the broker's figures from its last heartbeat (gauges) */
+    _Atomic int64_t broker_rooms;
+    _Atomic int64_t broker_members;
+    _Atomic int64_t broker_messages;  /* sequenced since the broker started */
+    _Atomic int64_t broker_journal_bytes;
 } gw_stats_t;
 
 #define STAT_ADD(st, field, n) \
@@ -71,7 +81,10 @@ typedef struct {
     char **argv;
     int listen_fds[GW_MAX_LISTENERS];
     char listen_names[GW_MAX_LISTENERS][64];
-    size_t num_listeners;
+    bool listen_tls[GW_MAX_LISTENERS]; /* from tls_listen */
+    size_t num_listeners;        /* listen and tls_listen together */
+    struct ssl_ctx_st *tls_ctx;  /* NULL without tls_listen; the master
+                                  * replaces it on reload (tls.h) */
     gw_stats_t *stats;           /* shared mapping of nslots slots */
     size_t nslots;
     int nworkers;                /* 0: single process, no master */

@@ -24,6 +24,7 @@
 
 #include "autoconfig.h"
 #include "chat.h"
+#include "guard.h"
 #include "http_parser.h"
 #include "log.h"
 #include "names.h"
@@ -239,12 +240,18 @@ static const metric_t plain_metrics[] = {
            "Joins answered with a history replay.", history_replays),
     METRIC("errors_sent_total", "counter", "JSON error replies sent.",
            errors_sent),
+    METRIC("tls_handshakes_total", "counter", "TLS handshakes completed.",
+           tls_handshakes),
+    METRIC("tls_handshake_failures_total", "counter",
+           "TLS handshakes that failed or timed out (connection closed).",
+           tls_handshake_failures),
 };
 
 static const char *const hs_reason_names[HS_FAIL_COUNT] = {
     [HS_FAIL_BAD_REQUEST] = "bad_request", [HS_FAIL_VERSION] = "version",
     [HS_FAIL_METHOD] = "method",           [HS_FAIL_ROOM] = "room",
     [HS_FAIL_UNAVAILABLE] = "unavailable", [HS_FAIL_LIMIT] = "limit",
+    [HS_FAIL_ORIGIN] = "origin",
 };
 
 static int64_t slot_field(const gw_stats_t *st, size_t off)
@@ -318,6 +325,36 @@ static void metrics_workers(struct evbuffer *b, const gateway_t *gw)
     evbuffer_add_printf(b, "parley_gateway_workers %" PRId64 "\n", live);
 }
 
+/* The broker's figures, as its last heartbeat told the workers (the
+ * largest value over the workers: they all hear the same broker). */
+static void metrics_broker(struct evbuffer *b, const gateway_t *gw)
+{
+    static const metric_t broker[] = {
+        {"parley_broker_rooms", "gauge", "Rooms the broker holds.",
+         offsetof(gw_stats_t, broker_rooms)},
+        {"parley_broker_members", "gauge",
+         "Room memberships of JSON clients, over all gateways.",
+         offsetof(gw_stats_t, broker_members)},
+        {"parley_broker_messages_total", "counter",
+         "Messages the broker sequenced since it started.",
+         offsetof(gw_stats_t, broker_messages)},
+        {"parley_broker_journal_bytes", "gauge",
+         "Bytes in the broker's journal files.",
+         offsetof(gw_stats_t, broker_journal_bytes)},
+    };
+    for (size_t k = 0; k < sizeof broker / sizeof broker[0]; k++) {
+        int64_t v = 0;
+        for (size_t i = 0; i < gw->nslots; i++) {
+            if (slot_field(&gw->stats[i], offsetof(gw_stats_t, pid)) == 0)
+                continue;
+            int64_t x = slot_field(&gw->stats[i], broker[k].off);
+            v = x > v ? x : v;
+        }
+        metric_head(b, broker[k].name, broker[k].type, broker[k].help);
+        evbuffer_add_printf(b, "%s %" PRId64 "\n", broker[k].name, v);
+    }
+}
+
 static void serve_metrics(conn_t *c)
 {
     const gateway_t *gw = c->w->gw;
@@ -335,6 +372,7 @@ static void serve_metrics(conn_t *c)
     }
     metrics_labeled(b, gw);
     metrics_workers(b, gw);
+    metrics_broker(b, gw);
     size_t len = evbuffer_get_length(b);
     bool head = cur_is_head();
     write_head(c, 200, "text/plain; version=0.0.4; charset=utf-8", (int64_t)len,
@@ -447,6 +485,16 @@ static bool upgrade_room(const char *path, size_t plen, const char **room,
     return true;
 }
 
+/* The Origin policy (guard.h) for an upgrade request. */
+static bool origin_ok(const conn_t *c, const http_request_t *req)
+{
+    const http_header_t *o = http_find_header(req, "Origin");
+    const http_header_t *h = http_find_header(req, "Host");
+    return guard_origin_allowed(c->w->cfg->allowed_origins, o ? o->value : NULL,
+                                o ? o->value_len : 0, h ? h->value : NULL,
+                                h ? h->value_len : 0);
+}
+
 static void route_upgrade(conn_t *c, const http_request_t *req,
                           const char *path, size_t plen)
 {
@@ -465,6 +513,12 @@ static void route_upgrade(conn_t *c, const http_request_t *req,
                         st == 426   ? "Sec-WebSocket-Version: 13\r\n"
                         : st == 405 ? "Allow: GET\r\n"
                                     : NULL);
+        return;
+    }
+    if (!origin_ok(c, req)) {
+        STAT_ADD(c->w->stats, handshake_failures[HS_FAIL_ORIGIN], 1);
+        log_debug("origin_refused", "id=%" PRIu64 " peer=%s", c->id, c->peer);
+        http_send_error(c, 403, "origin not allowed", NULL);
         return;
     }
     conn_set_timeout(c, -1);
@@ -512,12 +566,20 @@ static void route(conn_t *c, const http_request_t *req)
     c->keep_alive = http_keep_alive(req) && !c->w->stopping;
     cur_req = req;
     cur_upgrade = false;
+    size_t hosts = http_count_header(req, "Host");
     if (req->target_len == 0 || req->target[0] != '/') {
         c->keep_alive = false;
         http_send_error(c, 400, "request target must be a path", NULL);
+    } else if (hosts > 1 || (hosts == 0 && req->minor_version == 1)) {
+        /* RFC 9112 section 3.2: exactly one Host in HTTP/1.1. */
+        c->keep_alive = false;
+        http_send_error(c, 400, "exactly one Host header is required", NULL);
     } else {
         http_split_target(req, &plen, &query, &qlen);
-        if (ws_is_upgrade(req)) {
+        /* A WebSocket key without a valid Upgrade is a broken handshake
+         * (400 from the handshake check), not a file request. */
+        if (ws_is_upgrade(req) ||
+            http_find_header(req, "Sec-WebSocket-Key") != NULL) {
             cur_upgrade = true;
             route_upgrade(c, req, req->target, plen);
         } else {

@@ -4,7 +4,9 @@
  * 0, or -1 for one per CPU) or the single worker (workers = 0, for running
  * several gateways under a supervisor with reuseport).
  *
- * Exit status: 0 clean, 1 configuration or usage error, 2 fatal error.
+ * Exit status: 0 clean, 1 configuration or usage error (a TLS certificate
+ * or key that cannot be used, started as root without user), 2 fatal
+ * error.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -15,8 +17,11 @@
 #include "autoconfig.h"
 #include "config.h"
 #include "gateway.h"
+#include "guard.h"
 #include "log.h"
 #include "master.h"
+#include "privs.h"
+#include "tls.h"
 #include "worker.h"
 
 #define PROG "parley-gateway"
@@ -62,7 +67,10 @@ static int read_config(gateway_t *gw, int argc, char **argv)
         return 0;
     }
     if (config_validate(&gw->cfg, CONFIG_ROLE_GATEWAY, err, sizeof err) != 0 ||
-        master_check_listen(gw->cfg.listen, err, sizeof err) < 0) {
+        (gw->cfg.listen[0] != '\0' &&
+         master_check_listen(gw->cfg.listen, err, sizeof err) < 0) ||
+        master_check_tls_listen(gw->cfg.tls_listen, err, sizeof err) < 0 ||
+        guard_origins_check(gw->cfg.allowed_origins, err, sizeof err) != 0) {
         fprintf(stderr, PROG ": %s\n", err);
         return 1;
     }
@@ -90,10 +98,44 @@ static int map_stats(gateway_t *gw)
     return 0;
 }
 
+/* A startup failure: logged, and also shown on the terminal when the log
+ * goes to a file.  Returns status. */
+static int fail(const gateway_t *gw, const char *event, const char *err,
+                int status)
+{
+    log_error(event, "error=\"%s\"", err);
+    if (strcmp(gw->cfg.log_file, "-") != 0)
+        fprintf(stderr, PROG ": %s\n", err);
+    return status;
+}
+
+/* Binds the sockets and reads the TLS key with the privileges we started
+ * with, then drops them (privs.h).  Returns -1 to go on, or an exit
+ * status. */
+static int privileged_setup(gateway_t *gw)
+{
+    char err[512];
+    privs_t privs;
+    if (privs_plan(&privs, gw->cfg.user, gw->cfg.allow_root, err, sizeof err) !=
+        0)
+        return fail(gw, "startup_refused", err, 1);
+    if (master_listen(gw, err, sizeof err) != 0)
+        return fail(gw, "listen_failed", err, 2);
+    if (gw->cfg.tls_listen[0] != '\0') {
+        gw->tls_ctx = tls_ctx_new(&gw->cfg, err, sizeof err);
+        if (gw->tls_ctx == NULL)
+            return fail(gw, "tls_failed", err, 1);
+    }
+    if (map_stats(gw) != 0)
+        return 2;
+    if (privs_drop(&privs, err, sizeof err) != 0)
+        return fail(gw, "privileges_failed", err, 2);
+    return -1;
+}
+
 int main(int argc, char **argv)
 {
     static gateway_t gw;
-    char err[512];
     log_init("gateway", LOG_INFO);
     if (config_init(&gw.cfg) != 0) {
         fprintf(stderr, PROG ": out of memory\n");
@@ -112,12 +154,9 @@ int main(int argc, char **argv)
     gw.config_path = find_config_path(argc, argv);
     gw.nworkers = resolve_workers(&gw.cfg);
     signal(SIGPIPE, SIG_IGN);
-    if (master_listen(&gw, err, sizeof err) != 0) {
-        log_error("listen_failed", "error=\"%s\"", err);
-        return 2;
-    }
-    if (map_stats(&gw) != 0)
-        return 2;
+    rc = privileged_setup(&gw);
+    if (rc >= 0)
+        return rc;
     log_info("gateway_started", "version=%s workers=%d", PACKAGE_VERSION,
              gw.nworkers);
     if (gw.nworkers == 0)

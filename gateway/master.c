@@ -20,7 +20,10 @@
  *                     worker dies first, the old one stays.  The
  *                     listening sockets stay open here all along, so no
  *                     connection attempt is refused.
- *                     listen, workers, backlog and reuseport need a restart.
+ *                     The TLS certificate and key are read again (new
+ *                     workers get them; on error the old ones stay).
+ *                     listen, tls_listen, user, workers, backlog and
+ *                     reuseport need a restart.
  *
  * A worker that exits is respawned into its index, at once if it ran for a
  * second or more, else after a backoff doubling from 500 ms to 5 s; one
@@ -41,7 +44,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "guard.h"
 #include "log.h"
+#include "tls.h"
 #include "util.h"
 #include "worker.h"
 
@@ -184,10 +189,23 @@ static int listen_socket(const gateway_t *gw, const struct addrinfo *ai)
     return fd;
 }
 
+struct bind_arg {
+    gateway_t *gw;
+    bool tls;
+};
+
 static int bind_one(const char *host, const char *port, void *arg, char *err,
                     size_t errlen)
 {
-    gateway_t *gw = arg;
+    const struct bind_arg *ba = arg;
+    gateway_t *gw = ba->gw;
+    if (gw->num_listeners >= GW_MAX_LISTENERS) {
+        snprintf(err, errlen,
+                 "listen: at most %d addresses in listen and "
+                 "tls_listen together",
+                 GW_MAX_LISTENERS);
+        return -1;
+    }
     struct addrinfo hints = {.ai_family = host[0] ? AF_UNSPEC : AF_INET,
                              .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
@@ -208,16 +226,48 @@ static int bind_one(const char *host, const char *port, void *arg, char *err,
     }
     size_t i = gw->num_listeners++;
     gw->listen_fds[i] = fd;
+    gw->listen_tls[i] = ba->tls;
     bound_name(fd, gw->listen_names[i], sizeof gw->listen_names[i]);
-    log_info("listening", "addr=%s fd=%d", gw->listen_names[i], fd);
+    log_info("listening", "addr=%s fd=%d tls=%s", gw->listen_names[i], fd,
+             ba->tls ? "yes" : "no");
     return 0;
+}
+
+/* Messages of each_listen() name the key "listen"; for tls_listen, say so. */
+static void relabel_tls(char *err, size_t errlen)
+{
+    char tmp[512];
+    if (strncmp(err, "listen", 6) != 0)
+        return;
+    snprintf(tmp, sizeof tmp, "tls_%s", err);
+    snprintf(err, errlen, "%s", tmp);
+}
+
+int master_check_tls_listen(const char *list, char *err, size_t errlen)
+{
+    if (list == NULL || list[0] == '\0')
+        return 0;
+    int n = each_listen(list, err, errlen, NULL, NULL);
+    if (n < 0)
+        relabel_tls(err, errlen);
+    return n;
 }
 
 int master_listen(gateway_t *gw, char *err, size_t errlen)
 {
+    struct bind_arg plain = {gw, false}, tls = {gw, true};
+    const char *pl = gw->cfg.listen ? gw->cfg.listen : "";
+    const char *tl = gw->cfg.tls_listen ? gw->cfg.tls_listen : "";
+    int rc = 0;
     gw->num_listeners = 0;
-    if (each_listen(gw->cfg.listen ? gw->cfg.listen : "", err, errlen, bind_one,
-                    gw) < 0) {
+    if (pl[0] != '\0')
+        rc = each_listen(pl, err, errlen, bind_one, &plain);
+    if (rc >= 0 && tl[0] != '\0') {
+        rc = each_listen(tl, err, errlen, bind_one, &tls);
+        if (rc < 0)
+            relabel_tls(err, errlen);
+    }
+    if (rc < 0) {
         for (size_t i = 0; i < gw->num_listeners; i++)
             close(gw->listen_fds[i]);
         gw->num_listeners = 0;
@@ -491,19 +541,29 @@ static int reload_config(gateway_t *gw)
         return -1;
     if (config_parse_args(&fresh, CONFIG_ROLE_GATEWAY, gw->argc, gw->argv,
                           &flags, err, sizeof err) != 0 ||
-        config_validate(&fresh, CONFIG_ROLE_GATEWAY, err, sizeof err) != 0) {
+        config_validate(&fresh, CONFIG_ROLE_GATEWAY, err, sizeof err) != 0 ||
+        guard_origins_check(fresh.allowed_origins, err, sizeof err) != 0) {
         log_error("reload_failed", "error=\"%s\"", err);
         config_free(&fresh);
         return -1;
     }
     if (strcmp(fresh.listen, gw->cfg.listen) != 0 ||
+        strcmp(fresh.tls_listen, gw->cfg.tls_listen) != 0 ||
+        strcmp(fresh.user, gw->cfg.user) != 0 ||
         fresh.workers != gw->cfg.workers || fresh.backlog != gw->cfg.backlog ||
         fresh.reuseport != gw->cfg.reuseport)
-        log_warn("reload_needs_restart", "keys=\"listen workers backlog "
-                                         "reuseport\" (running values kept)");
+        log_warn("reload_needs_restart",
+                 "keys=\"listen tls_listen user workers backlog "
+                 "reuseport\" (running values kept)");
     char *listen = fresh.listen;
     fresh.listen = gw->cfg.listen;
     gw->cfg.listen = listen; /* freed with the old configuration */
+    listen = fresh.tls_listen;
+    fresh.tls_listen = gw->cfg.tls_listen;
+    gw->cfg.tls_listen = listen;
+    listen = fresh.user;
+    fresh.user = gw->cfg.user;
+    gw->cfg.user = listen;
     fresh.workers = gw->cfg.workers;
     fresh.backlog = gw->cfg.backlog;
     fresh.reuseport = gw->cfg.reuseport;
@@ -517,11 +577,30 @@ static int reload_config(gateway_t *gw)
     return 0;
 }
 
+/* Re-reads the certificate and key for the workers forked from now on;
+ * on failure the running context stays (a reload never stops TLS). */
+static void reload_tls(gateway_t *gw)
+{
+    char err[512];
+    if (gw->tls_ctx == NULL)
+        return;
+    struct ssl_ctx_st *ctx = tls_ctx_new(&gw->cfg, err, sizeof err);
+    if (ctx == NULL) {
+        log_error("tls_reload_failed",
+                  "error=\"%s\" (the running certificate stays)", err);
+        return;
+    }
+    tls_ctx_free(gw->tls_ctx);
+    gw->tls_ctx = ctx;
+    log_info("tls_reloaded", "cert=\"%s\"", gw->cfg.tls_cert);
+}
+
 static void begin_reload(master_t *m)
 {
     log_info("master_reload", "config=\"%s\"",
              m->gw->config_path ? m->gw->config_path : "(command line)");
-    reload_config(m->gw);
+    if (reload_config(m->gw) == 0)
+        reload_tls(m->gw);
     m->reload_next = 0; /* a pass in progress starts over */
 }
 

@@ -34,8 +34,13 @@ int master_split_listen(const char *item, size_t len, char *host,
  * without binding.  Returns the number of addresses, or -1 with err. */
 int master_check_listen(const char *list, char *err, size_t errlen);
 
+/* The same for tls_listen (an empty list is fine: no TLS).  Returns the
+ * number of addresses, or -1 with err. */
+int master_check_tls_listen(const char *list, char *err, size_t errlen);
+
 /*
- * Binds and listens on every address of gw->cfg.listen (SO_REUSEADDR,
+ * Binds and listens on every address of gw->cfg.listen, then of
+ * gw->cfg.tls_listen (gw->listen_tls marks those) (SO_REUSEADDR,
  * SO_REUSEPORT when cfg.reuseport, IPV6_V6ONLY on IPv6, non-blocking,
  * close-on-exec; backlog from cfg) into gw->listen_fds and
  * gw->listen_names, and logs the address actually bound.  Returns 0, or -1

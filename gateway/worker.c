@@ -26,6 +26,7 @@
 
 #include "chat.h"
 #include "conn.h"
+#include "guard.h"
 #include "http.h"
 #include "log.h"
 #include "static.h"
@@ -140,25 +141,67 @@ static bool accept_failed(worker_t *w, int err)
     }
 }
 
-static void accept_one(worker_t *w, int fd, const struct sockaddr_storage *ss)
+/* Counts the connection in the per-address table.  Returns 1 (counted,
+ * key set), 0 when the address is over max_connections_per_ip, or -1
+ * when not counted (no limit, another family, out of memory). */
+static int count_address(worker_t *w, const struct sockaddr_storage *ss,
+                         uint8_t key[GUARD_IP_KEY_LEN])
+{
+    if (w->iptab == NULL || guard_ip_key((const struct sockaddr *)ss, key) != 0)
+        return -1;
+    return guard_ip_acquire(w->iptab, key,
+                            (uint32_t)w->cfg->max_connections_per_ip);
+}
+
+/* Over a limit a connection is still accepted and answered 503 (through
+ * TLS on a TLS listener), so the client learns why. */
+static void accept_one(worker_t *w, int fd, const struct sockaddr_storage *ss,
+                       bool tls)
 {
     char peer[64];
+    uint8_t key[GUARD_IP_KEY_LEN];
     int one = 1;
     if (ss->ss_family == AF_INET || ss->ss_family == AF_INET6)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     format_peer(ss, peer, sizeof peer);
     bool over = w->nconns >= (size_t)w->cfg->max_connections;
-    conn_t *c = conn_new(w, fd, peer);
-    if (c == NULL || !over)
+    int counted = over ? -1 : count_address(w, ss, key);
+    conn_t *c = conn_new(w, fd, peer, tls);
+    if (c == NULL) {
+        if (counted == 1)
+            guard_ip_release(w->iptab, key);
+        return;
+    }
+    if (counted == 1) {
+        c->ip_counted = true;
+        memcpy(c->ip_key, key, sizeof c->ip_key);
+    }
+    if (!over && counted != 0)
         return;
     STAT_ADD(w->stats, handshake_failures[HS_FAIL_LIMIT], 1);
     c->keep_alive = false;
-    http_send_error(c, 503, "connection limit", NULL);
+    if (over) {
+        http_send_error(c, 503, "connection limit", NULL);
+        return;
+    }
+    log_debug("conn_limit_per_ip", "peer=%s limit=%lld", peer,
+              (long long)w->cfg->max_connections_per_ip);
+    http_send_error(c, 503, "too many connections from your address", NULL);
+}
+
+/* Whether lfd is one of the tls_listen sockets. */
+static bool listener_is_tls(const worker_t *w, evutil_socket_t lfd)
+{
+    for (size_t i = 0; i < w->gw->num_listeners; i++)
+        if (w->gw->listen_fds[i] == lfd)
+            return w->gw->listen_tls[i];
+    return false;
 }
 
 static void on_accept(evutil_socket_t lfd, short what, void *arg)
 {
     worker_t *w = arg;
+    bool tls = listener_is_tls(w, lfd);
     (void)what;
     for (int i = 0; i < ACCEPT_BATCH && w->accepting; i++) {
         if (w->nconns >= hard_cap(w)) {
@@ -175,7 +218,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
         int fd = accept4(lfd, (struct sockaddr *)&ss, &sl,
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0)
-            accept_one(w, fd, &ss);
+            accept_one(w, fd, &ss, tls);
         else if (!accept_failed(w, errno))
             return;
     }
@@ -313,6 +356,11 @@ static int worker_setup(worker_t *w)
     if (!w->reap_ev || !w->stop_timer || !w->accept_retry || !w->sig_term ||
         !w->sig_int || !w->sig_quit)
         return -1;
+    if (w->cfg->max_connections_per_ip > 0) {
+        w->iptab = guard_iptab_new((size_t)w->cfg->max_connections);
+        if (w->iptab == NULL)
+            return -1;
+    }
     for (size_t i = 0; i < w->gw->num_listeners; i++) {
         w->accept_ev[i] = event_new(w->base, w->gw->listen_fds[i],
                                     EV_READ | EV_PERSIST, on_accept, w);
@@ -345,6 +393,8 @@ static void worker_teardown(worker_t *w)
     if (w->www_fd >= 0)
         close(w->www_fd);
     w->www_fd = -1;
+    guard_iptab_free(w->iptab);
+    w->iptab = NULL;
 }
 
 /* Starts the chat side and runs the loop; returns the exit status. */

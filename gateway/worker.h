@@ -17,6 +17,7 @@ struct event;
 struct conn;
 struct broker_link;
 struct rooms;
+struct guard_iptab;
 
 typedef struct worker {
     gateway_t *gw;
@@ -43,6 +44,8 @@ typedef struct worker {
     bool accept_paused;          /* accepting off until connections drop */
     uint64_t accept_gate_until;  /* start: accept once the link is up, or
                                   * at this time (mono ms); 0: open */
+    struct guard_iptab *iptab;   /* connections per client address;
+                                  * NULL when max_connections_per_ip = 0 */
     /* chat side: owned by chat.c */
     void *zmq_ctx;
     struct broker_link *link;

@@ -188,7 +188,10 @@ before(async () => {
   ({ chromium } = await import('playwright-core'));
   const [router, pub, p1, p2] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
   const link = ['--heartbeat', '100ms', '--link-timeout', '600ms'];
-  brokerArgs = ['--broker-router', `tcp://127.0.0.1:${router}`, '--broker-pub', `tcp://127.0.0.1:${pub}`, ...link];
+  // Both programs refuse to run as root (CI) unless told: docs/security.md.
+  const process_ = ['--allow-root', 'yes'];
+  brokerArgs = ['--broker-router', `tcp://127.0.0.1:${router}`, '--broker-pub', `tcp://127.0.0.1:${pub}`, ...link,
+    ...process_];
   for (const f of fs.readdirSync(ARTIFACTS)) if (f.endsWith('.log')) fs.rmSync(path.join(ARTIFACTS, f));
   broker = start('broker', BROKER_BIN, brokerArgs);
   await Promise.all([startGateway(0, p1), startGateway(1, p2)]);

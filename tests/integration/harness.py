@@ -61,6 +61,11 @@ SANITIZER_MARKERS = ("AddressSanitizer", "runtime error:", "LeakSanitizer",
 # Fast link timing so failover tests stay quick.
 LINK_ARGS = ["--heartbeat", "100ms", "--link-timeout", "600ms"]
 
+# The suite runs as root in CI, which both programs refuse unless told
+# (docs/security.md, "Privileges"); harmless when not root.  A test's own
+# arguments come later and win (--allow-root no, --user nobody).
+PROCESS_ARGS = ["--allow-root", "yes"]
+
 
 class HarnessError(Exception):
     """A server could not be started or did not become ready."""
@@ -309,7 +314,7 @@ class Broker(Server):
         self.router = "tcp://127.0.0.1:%d" % self.router_port
         self.pub = "tcp://127.0.0.1:%d" % self.pub_port
         argv = [BROKER_BIN, "--broker-router", self.router,
-                "--broker-pub", self.pub] + LINK_ARGS + list(args)
+                "--broker-pub", self.pub] + LINK_ARGS + PROCESS_ARGS + list(args)
         super().__init__(name, argv, tmpdir)
 
     async def wait_ready(self, timeout=10.0):
@@ -338,7 +343,8 @@ class Gateway(Server):
         argv = [GATEWAY_BIN, "--listen", "127.0.0.1:%d" % self.port,
                 "--workers", str(workers), "--www", www,
                 "--broker-router", broker.router, "--broker-pub", broker.pub,
-                "--log-level", "info", "--drain-timeout", "2s"] + LINK_ARGS + list(args)
+                "--log-level", "info", "--drain-timeout", "2s"] + LINK_ARGS + \
+            PROCESS_ARGS + list(args)
         super().__init__(name, argv, tmpdir)
         self.known_workers = set()
         self.killed_workers = set()

@@ -115,6 +115,35 @@ async def test_presence_and_who(cl):
     assert (p["event"], p["nick"], p["members"]) == ("leave", "bob", 1), p
 
 
+async def test_broker_figures_in_metrics(cl):
+    """The broker's figures ride on its heartbeat into every gateway's
+    /metrics: rooms, memberships, messages sequenced."""
+    a, b = cl.gateways
+    room = h.uniq("figs")
+    x = await client(a, "x")
+    await x.join(room, "fig1")
+    y = await client(b, "y")
+    await y.join(room, "fig2")
+    for i in range(3):
+        await x.say(room, "m%d" % i, ref="f%d" % i)
+    deadline = time.monotonic() + 10
+    while True:
+        r = await h.http_get(b.port, "/metrics")
+        m = h.parse_metrics(r.body.decode())
+        got = {k: m.get((k, ""), -1) for k in (
+            "parley_broker_rooms", "parley_broker_members",
+            "parley_broker_messages_total", "parley_broker_journal_bytes")}
+        if (got["parley_broker_rooms"] >= 1 and
+                got["parley_broker_members"] >= 2 and
+                got["parley_broker_messages_total"] >= 3):
+            break
+        assert time.monotonic() < deadline, "broker figures: %r" % got
+        await asyncio.sleep(0.2)
+    assert got["parley_broker_journal_bytes"] == 0, got  # no journal here
+    await x.close()
+    await y.close()
+
+
 async def test_leave_then_not_joined(cl):
     c = await client(cl.gateways[0])
     room = h.uniq("lv")

@@ -281,6 +281,7 @@ static void test_node_expiry(void **state)
     join(s, b, old, 1, "o1", o);
     join(s, b, live, 2, "l2", o);
     store_node_touch(live, 4000);
+    assert_int_equal(store_member_count(s), 5);
     leaves_t l = {0};
     /* nothing is due yet */
     assert_int_equal(store_node_expire(s, 3999, 3000, on_expire, on_leave, &l),
@@ -301,6 +302,7 @@ static void test_node_expiry(void **state)
     assert_int_equal(store_room_members(b), 1);
     assert_string_equal(store_room_member_nick(b, 0, &(size_t){0}), "l2");
     assert_int_equal(store_node_members(live), 2);
+    assert_int_equal(store_member_count(s), 2);
     store_free(s);
 }
 
