@@ -24,6 +24,7 @@ PARLEY_KEEP_TMP=1 keeps the temp dir (logs, journal).
 
 import asyncio
 import collections
+import ctypes
 import json
 import os
 import random
@@ -85,7 +86,8 @@ class Supervised:
         self.proc = None
         self.seen_pids = set()      # every pid of ours, killed by PID at exit
         self.killed_workers = set()
-        self.problems_found = []
+        self.pids = {}              # program -> pid last seen
+        self.started = False
         self.stopped = False
 
     def write_conf(self):
@@ -158,7 +160,8 @@ programs = gateway
         try:
             self.proc = subprocess.Popen(
                 [SUPERVISORD, "-n", "-c", self.conf], stdin=subprocess.DEVNULL,
-                stdout=log, stderr=log, start_new_session=True, cwd=self.tmp)
+                stdout=log, stderr=log, start_new_session=True, cwd=self.tmp,
+                preexec_fn=die_with_parent)
         finally:
             log.close()
         self.seen_pids.add(self.proc.pid)
@@ -169,9 +172,12 @@ programs = gateway
                 break
             assert self.proc.poll() is None, "supervisord exited: %s" % (
                 self.tail("supervisord.out"),)
-            assert time.monotonic() < deadline, "not all RUNNING: %r" % st
+            assert time.monotonic() < deadline, "not all RUNNING: %r\n%s" % (
+                st, "\n".join(self.tail("broker.log", 3) +
+                              self.tail("gateway_0.log", 3)))
             await asyncio.sleep(0.2)
         await self.wait_serving()
+        self.started = True
 
     async def ctl(self, *args, timeout=40.0):
         """Runs supervisorctl; returns (exit status, output)."""
@@ -200,6 +206,11 @@ programs = gateway
         return st
 
     async def pid(self, prog):
+        """The pid of a program (asked of supervisorctl when the one known
+        is gone), 0 when it is not running."""
+        known = self.pids.get(prog)
+        if known and h.proc_alive(known):
+            return known
         name = prog if prog == "broker" else "gateways:" + prog
         rc, out = await self.ctl("pid", name, timeout=10)
         try:
@@ -208,6 +219,7 @@ programs = gateway
             return 0
         if pid > 0:
             self.seen_pids.add(pid)
+            self.pids[prog] = pid
         return pid
 
     async def workers(self, prog):
@@ -222,6 +234,7 @@ programs = gateway
         old = await self.pid(prog)
         rc, out = await self.ctl("restart", name)
         assert "started" in out, "supervisorctl restart %s: %s" % (name, out)
+        self.pids.pop(prog, None)
         new = await self.pid(prog)
         assert new and new != old, "%s pid %s -> %s" % (prog, old, new)
         return old, new
@@ -337,6 +350,22 @@ programs = gateway
             return False
         return self.tmp in cmd or ":%d" % self.port in cmd or \
             self.router in cmd
+
+
+def die_with_parent():
+    """In the child before exec: SIGTERM when the test process dies, so
+    supervisord stops its programs even if this test is killed."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def on_signal(sig, frame):
+    print("Bail out! killed by signal %d" % sig)
+    sys.stdout.flush()
+    signal.signal(sig, signal.SIG_DFL)
+    raise SystemExit(128 + sig)     # runs the finally below: cleanup
 
 
 def descendants(pid):
@@ -491,6 +520,9 @@ class ChatClient:
             if not self.stop:
                 STATS["close_%d" % code] += 1
             self.on_closed()
+            if self.epoch is None:      # never joined: start afresh
+                self.last = self.first_seq = None
+                self.log, self.seen = [], set()
             if ws.transport is not None:
                 ws.transport.abort()
         return got_joined
@@ -681,12 +713,23 @@ class Scenario:
         self.clients = []
         self.phase_start = collections.Counter()
         self.per_phase = []
+        self.lag_max = 0
+        self.lag_task = None
 
     @property
     def port(self):
         return self.sup.port
 
+    async def lag_probe(self):
+        """Records the event loop's worst lag (the clients' own delay)."""
+        while True:
+            t = time.monotonic()
+            await asyncio.sleep(0.05)
+            lag = int((time.monotonic() - t - 0.05) * 1000)
+            self.lag_max = max(self.lag_max, lag)
+
     def start_clients(self):
+        self.lag_task = asyncio.ensure_future(self.lag_probe())
         for i in range(N_CLIENTS):
             obs = i >= N_CLIENTS - N_OBSERVERS
             c = ChatClient(i, self.rooms[i % N_ROOMS], self.port, obs)
@@ -711,6 +754,7 @@ class Scenario:
         self.phase_start = STATS.copy()
         self.phase_events = len(EVENTS)
         self.phase_t0 = time.monotonic()
+        self.lag_max = 0
 
     def delta(self):
         d = STATS.copy()
@@ -748,8 +792,9 @@ class Scenario:
                 "says_sent", "acks", "say_errors", "retries",
                 "retry_not_needed", "unconfirmed_at_close", "delivered",
                 "gaps", "duplicates", "connect_failures", "join_errors")
-        diag("phase %s (%.1f s): %s%s" % (name, time.monotonic() - self.phase_t0, " ".join(
-            "%s=%d" % (k, d[k]) for k in keys), extra))
+        diag("phase %s (%.1f s, client loop lag <= %d ms): %s%s" % (
+            name, time.monotonic() - self.phase_t0, self.lag_max, " ".join(
+                "%s=%d" % (k, d[k]) for k in keys), extra))
         others = sorted(k for k in d if k not in keys and d[k]
                         and k not in ("connections", "new_texts",
                                       "first_joins"))
@@ -770,7 +815,7 @@ SC = []
 
 
 def scenario():
-    assert SC, "the cluster did not start"
+    assert SC and SC[0].sup.started, "the cluster did not start"
     return SC[0]
 
 
@@ -798,14 +843,18 @@ async def restart_gateway(prog):
     sc = scenario()
     sc.begin("restart " + prog)
     by_gw, _ = await sc.placement()
+    t0 = time.monotonic()
     old, new = await sc.sup.restart(prog)
+    t1 = time.monotonic()
     await sc.sup.wait_serving()
     await sc.all_joined()
+    t2 = time.monotonic()
     acks = STATS["acks"]
     await sc.chat()
     d = sc.delta()
     sc.end("supervisorctl restart " + prog,
-           " before=%s pid %d->%d" % (dict(by_gw), old, new))
+           " before=%s pid %d->%d restart=%.1fs all_rejoined=%.1fs" % (
+               dict(by_gw), old, new, t1 - t0, t2 - t0))
     assert d["close_1012"] >= by_gw[prog], \
         "%d clients were on %s but only %d got 1012" % (
             by_gw[prog], prog, d["close_1012"])
@@ -886,13 +935,17 @@ async def test_restart_broker_with_journal():
     epochs = {c.room: c.epoch for c in sc.clients}
     seqs = {r: max(c.last or 0 for c in sc.clients if c.room == r)
             for r in sc.rooms}
+    t0 = time.monotonic()
     old, new = await sc.sup.restart("broker")
+    t1 = time.monotonic()
     await sc.sup.wait_serving()
     await sc.all_joined()
+    t2 = time.monotonic()
     acks = STATS["acks"]
     await sc.chat()
     sc.end("supervisorctl restart broker",
-           " pid %d->%d seq_before=%s" % (old, new, sorted(seqs.values())))
+           " pid %d->%d restart=%.1fs serving=%.1fs seq_before=%s" % (
+               old, new, t1 - t0, t2 - t0, sorted(seqs.values())))
     assert STATS["acks"] > acks, "no ack after the broker restart"
     changed = [c.nick for c in sc.clients if c.epoch != epochs[c.room]]
     assert not changed, "epoch changed for %s" % changed
@@ -1001,7 +1054,8 @@ async def test_final_consistency():
         foreign = [t for t in count if not any(t in c.attempts
                                                for c in members)]
         if foreign:
-            problems.append("room %s: texts nobody sent: %s" % (r, foreign[:5]))
+            problems.append("room %s: texts nobody sent: %s" % (
+                r, foreign[:5]))
         diag("room %s: %d messages, %d clients, first seqs %d..%d" % (
             r, len(seqs), len(members), min(c.first_seq for c in members),
             max(c.first_seq for c in members)))
@@ -1024,7 +1078,10 @@ async def test_final_consistency():
 
 
 async def test_clean_shutdown():
-    sc = scenario()
+    assert SC, "nothing was started"
+    sc = SC[0]
+    if sc.lag_task is not None:
+        sc.lag_task.cancel()
     for c in sc.clients:
         await c.shutdown()
     probs = sc.sup.stop()
@@ -1035,6 +1092,8 @@ async def test_clean_shutdown():
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
     try:
         h.run(globals(), timeout=90)
     finally:
