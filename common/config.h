@@ -63,6 +63,16 @@ typedef struct {
     bool tls_key_insecure_ok; /* accept a key readable by group/others */
     char *allowed_origins;  /* "", "*" or a comma-separated origin list */
     int64_t max_connections_per_ip; /* per worker; 0: unlimited */
+    bool deflate;           /* negotiate permessage-deflate when offered */
+    int64_t deflate_min_size; /* broadcasts below this go uncompressed */
+    int64_t deflate_level;  /* zlib level of the worker's compressor, 1..9 */
+    int64_t deflate_server_max_window_bits; /* compressor window, 9..15 */
+    int64_t deflate_client_max_window_bits; /* asked of clients, 9..15 */
+    bool deflate_client_no_context_takeover; /* asked of every client */
+    int64_t rate_limit;     /* messages per second per connection; 0: off */
+    int64_t rate_burst;     /* messages at once (token bucket size) */
+    char *api_token;        /* HTTP API bearer token; "": API disabled */
+    int64_t api_max_body;   /* HTTP API request body limit, bytes */
     /* [broker] */
     int64_t history_size;   /* messages kept per room */
     char *journal;          /* journal directory; empty: no journal */

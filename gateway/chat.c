@@ -14,10 +14,11 @@
 #include <string.h>
 
 #include <event2/event.h>
-#include <jansson.h>
 #include <zmq.h>
 
+#include "api.h"
 #include "broker_link.h"
+#include "chat_proto.h"
 #include "conn.h"
 #include "frame_cache.h"
 #include "log.h"
@@ -520,13 +521,11 @@ static void handle_act(room_t *r, int act)
 
 /* ---- JSON requests ------------------------------------------------------- */
 
+/* A request being answered: the connection and the parsed request (its
+ * strings borrow from the parsed document until chat_proto_free()). */
 typedef struct {
     conn_t *c;
-    json_t *o;
-    const char *type;
-    const char *ref;
-    size_t ref_len;
-    bool has_ref;
+    chat_req_t r;
 } jreq_t;
 
 static void jerror(const jreq_t *q, const char *code, const char *fmt, ...)
@@ -539,39 +538,7 @@ static void jerror(const jreq_t *q, const char *code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    send_error(q->c, code, q->ref, q->ref_len, q->has_ref, "%s", msg);
-}
-
-/* The string field name of the request: 1 when present and a string,
- * 0 when absent, -1 (bad_request sent) when of another type. */
-static int jstr(const jreq_t *q, const char *name, const char **s, size_t *len,
-                bool required)
-{
-    json_t *v = json_object_get(q->o, name);
-    if (v == NULL && !required)
-        return 0;
-    if (v == NULL || !json_is_string(v)) {
-        jerror(q, "bad_request", "%s: field %s must be a string", q->type,
-               name);
-        return -1;
-    }
-    *s = json_string_value(v);
-    *len = json_string_length(v);
-    return 1;
-}
-
-/* The room field, validated; the member of it or NULL. */
-static int jroom(const jreq_t *q, const char **room, size_t *len)
-{
-    if (jstr(q, "room", room, len, true) < 0)
-        return -1;
-    if (!name_room_valid(*room, *len)) {
-        jerror(q, "room_invalid",
-               "room must be 1 to 64 bytes of "
-               "A-Z a-z 0-9 . _ -");
-        return -1;
-    }
-    return 0;
+    send_error(q->c, code, q->r.ref, q->r.ref_len, q->r.has_ref, "%s", msg);
 }
 
 static bool link_or_error(const jreq_t *q)
@@ -588,7 +555,7 @@ static req_t *jreq_new(const jreq_t *q, req_kind_t kind, member_t *m,
 {
     req_t *r = req_new(kind, q->c->id, q->c, m, room, room_len);
     if (r != NULL)
-        req_set_ref(r, q->ref, q->ref_len, q->has_ref);
+        req_set_ref(r, q->r.ref, q->r.ref_len, q->r.has_ref);
     return r;
 }
 
@@ -605,71 +572,34 @@ static bool jsend(const jreq_t *q, req_t *r, const wire_msg_t *w)
 }
 
 /* join of a room the connection is already in: the nick may change. */
-static void join_again(const jreq_t *q, member_t *m, const char *nick,
-                       size_t nick_len)
+static void join_again(const jreq_t *q, member_t *m)
 {
     room_t *r = m->room;
-    memcpy(m->nick, nick, nick_len);
-    m->nick_len = nick_len;
+    memcpy(m->nick, q->r.nick, q->r.nick_len);
+    m->nick_len = q->r.nick_len;
     wire_msg_t w = {.type = WIRE_JOIN,
                     .conn = q->c->id,
                     .since = SINCE_NONE,
                     .flags = WIRE_F_HAS_SINCE,
                     .limit = 1,
                     .room = wbuf(r->name, r->name_len),
-                    .nick = wbuf(nick, nick_len),
+                    .nick = wbuf(m->nick, m->nick_len),
                     .epoch = wbuf(r->epoch, r->epoch_len)};
     jsend(q, jreq_new(q, REQ_REJOIN, m, r->name, r->name_len), &w);
 }
 
-static int join_fields(const jreq_t *q, bool *has_since, uint64_t *since,
-                       const char **epoch, size_t *epoch_len)
-{
-    json_t *s = json_object_get(q->o, "since");
-    *has_since = s != NULL;
-    if (s != NULL && (!json_is_integer(s) || json_integer_value(s) < 0)) {
-        jerror(q, "bad_request",
-               "join: since must be a non-negative "
-               "integer");
-        return -1;
-    }
-    *since = s != NULL ? (uint64_t)json_integer_value(s) : 0;
-    *epoch = "";
-    *epoch_len = 0;
-    if (jstr(q, "epoch", epoch, epoch_len, false) < 0)
-        return -1;
-    if (*epoch_len > WIRE_MAX_EPOCH) {
-        *epoch = "-"; /* matches no epoch */
-        *epoch_len = 1;
-    }
-    return 0;
-}
-
 static void do_join(const jreq_t *q)
 {
-    const char *room, *nick, *epoch;
-    size_t room_len, nick_len, epoch_len;
-    bool has_since;
-    uint64_t since;
-    if (jroom(q, &room, &room_len) < 0 ||
-        jstr(q, "nick", &nick, &nick_len, true) < 0)
+    const chat_req_t *p = &q->r;
+    if (!link_or_error(q))
         return;
-    if (!name_nick_valid(nick, nick_len)) {
-        jerror(q, "nick_invalid",
-               "nick must be 1 to 32 bytes of UTF-8 "
-               "without control characters");
-        return;
-    }
-    if (join_fields(q, &has_since, &since, &epoch, &epoch_len) < 0 ||
-        !link_or_error(q))
-        return;
-    member_t *m = room_member_of(q->c, room, room_len);
+    member_t *m = room_member_of(q->c, p->room, p->room_len);
     if (m != NULL) {
-        join_again(q, m, nick, nick_len);
+        join_again(q, m);
         return;
     }
-    room_t *r = rooms_get(chat.w->rooms, room, room_len);
-    m = r != NULL ? room_add_member(r, q->c, true, nick, nick_len) : NULL;
+    room_t *r = rooms_get(chat.w->rooms, p->room, p->room_len);
+    m = r != NULL ? room_add_member(r, q->c, true, p->nick, p->nick_len) : NULL;
     if (m == NULL) {
         jerror(q, "unavailable", "out of memory");
         return;
@@ -677,12 +607,12 @@ static void do_join(const jreq_t *q)
     int64_t replay = chat.w->cfg->history_replay;
     wire_msg_t w = {.type = WIRE_JOIN,
                     .conn = q->c->id,
-                    .room = wbuf(room, room_len),
-                    .nick = wbuf(nick, nick_len),
-                    .epoch = wbuf(epoch, epoch_len)};
-    if (has_since) {
+                    .room = wbuf(p->room, p->room_len),
+                    .nick = wbuf(p->nick, p->nick_len),
+                    .epoch = wbuf(p->epoch, p->epoch_len)};
+    if (p->has_since) {
         w.flags = WIRE_F_HAS_SINCE;
-        w.since = since;
+        w.since = p->since;
         w.limit = 0;
     } else if (replay > 0) {
         w.limit = (uint32_t)replay;
@@ -690,138 +620,93 @@ static void do_join(const jreq_t *q)
         w.flags = WIRE_F_HAS_SINCE;
         w.since = SINCE_NONE;
     }
-    if (!jsend(q, jreq_new(q, REQ_JOIN, m, room, room_len), &w))
+    if (!jsend(q, jreq_new(q, REQ_JOIN, m, p->room, p->room_len), &w))
         member_drop(m, false);
 }
 
-/* The member of the request's room, or NULL with an error sent. */
-static member_t *joined_member(const jreq_t *q, const char **room,
-                               size_t *room_len)
+/* The member of the request's room, or NULL with not_joined sent. */
+static member_t *joined_member(const jreq_t *q)
 {
-    if (jroom(q, room, room_len) < 0)
-        return NULL;
-    member_t *m = room_member_of(q->c, *room, *room_len);
+    member_t *m = room_member_of(q->c, q->r.room, q->r.room_len);
     if (m == NULL)
-        jerror(q, "not_joined", "join %.*s first", (int)*room_len, *room);
+        jerror(q, "not_joined", "join %.*s first", (int)q->r.room_len,
+               q->r.room);
     return m;
 }
 
 static void do_say(const jreq_t *q)
 {
-    const char *room, *text;
-    size_t room_len, text_len;
-    if (jroom(q, &room, &room_len) < 0 ||
-        jstr(q, "text", &text, &text_len, true) < 0)
-        return;
-    member_t *m = room_member_of(q->c, room, room_len);
-    if (m == NULL) {
-        jerror(q, "not_joined", "join %.*s first", (int)room_len, room);
-        return;
-    }
-    if (text_len == 0) {
-        jerror(q, "bad_request", "say: text must not be empty");
-        return;
-    }
-    if (text_len > (size_t)chat.w->cfg->max_text) {
-        jerror(q, "too_large", "text longer than %" PRId64 " bytes",
-               chat.w->cfg->max_text);
-        return;
-    }
-    if (!link_or_error(q))
+    const chat_req_t *p = &q->r;
+    member_t *m = joined_member(q);
+    if (m == NULL || !link_or_error(q))
         return;
     wire_msg_t w = {.type = WIRE_SAY,
                     .conn = q->c->id,
-                    .room = wbuf(room, room_len),
+                    .room = wbuf(p->room, p->room_len),
                     .nick = wbuf(m->nick, m->nick_len),
-                    .text = wbuf(text, text_len),
-                    .ref = wbuf(q->ref, q->has_ref ? q->ref_len : 0)};
-    req_t *r = jreq_new(q, REQ_SAY, NULL, room, room_len);
+                    .text = wbuf(p->text, p->text_len),
+                    .ref = wbuf(p->ref, p->has_ref ? p->ref_len : 0)};
+    req_t *r = jreq_new(q, REQ_SAY, NULL, p->room, p->room_len);
     if (r != NULL)
-        r->wire_ref = q->has_ref;
+        r->wire_ref = p->has_ref;
     jsend(q, r, &w);
 }
 
 static void do_leave(const jreq_t *q)
 {
-    const char *room;
-    size_t room_len;
-    member_t *m = joined_member(q, &room, &room_len);
+    member_t *m = joined_member(q);
     if (m == NULL)
         return;
     member_drop(m, true);
     jb_t b;
     jb_init(&b);
     jb_lit(&b, "{\"type\":\"left\",\"room\":");
-    jb_str(&b, room, room_len);
+    jb_str(&b, q->r.room, q->r.room_len);
     jb_lit(&b, "}");
     jb_send(&b, q->c);
 }
 
 static void do_who(const jreq_t *q)
 {
-    const char *room;
-    size_t room_len;
-    if (joined_member(q, &room, &room_len) == NULL || !link_or_error(q))
+    const chat_req_t *p = &q->r;
+    if (joined_member(q) == NULL || !link_or_error(q))
         return;
     wire_msg_t w = {.type = WIRE_WHO,
                     .conn = q->c->id,
-                    .room = wbuf(room, room_len),
-                    .ref = wbuf(q->ref, q->has_ref ? q->ref_len : 0)};
-    req_t *r = jreq_new(q, REQ_WHO, NULL, room, room_len);
+                    .room = wbuf(p->room, p->room_len),
+                    .ref = wbuf(p->ref, p->has_ref ? p->ref_len : 0)};
+    req_t *r = jreq_new(q, REQ_WHO, NULL, p->room, p->room_len);
     if (r != NULL)
-        r->wire_ref = q->has_ref;
+        r->wire_ref = p->has_ref;
     jsend(q, r, &w);
-}
-
-/* Reads the optional ref: false (bad_request sent) when not a string of
- * at most 64 bytes of UTF-8. */
-static bool read_ref(jreq_t *q)
-{
-    json_t *v = json_object_get(q->o, "ref");
-    if (v == NULL)
-        return true;
-    if (!json_is_string(v) ||
-        !name_ref_valid(json_string_value(v), json_string_length(v))) {
-        jerror(q, "bad_request", "ref must be a string of at most 64 bytes");
-        return false;
-    }
-    q->ref = json_string_value(v);
-    q->ref_len = json_string_length(v);
-    q->has_ref = true;
-    return true;
 }
 
 void chat_on_json(conn_t *c, const char *text, size_t len)
 {
-    jreq_t q = {.c = c, .type = "request"};
-    json_error_t err;
-    q.o = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
-    if (q.o == NULL) {
-        jerror(&q, "bad_json", "not JSON: %s", err.text);
-        return;
-    }
-    json_t *t = json_is_object(q.o) ? json_object_get(q.o, "type") : NULL;
-    if (!json_is_object(q.o)) {
-        jerror(&q, "bad_request", "a request is a JSON object");
-    } else if (read_ref(&q)) {
-        if (!json_is_string(t)) {
-            jerror(&q, "bad_request", "field type must be a string");
-        } else {
-            q.type = json_string_value(t);
-            if (strcmp(q.type, "join") == 0)
-                do_join(&q);
-            else if (strcmp(q.type, "say") == 0)
-                do_say(&q);
-            else if (strcmp(q.type, "leave") == 0)
-                do_leave(&q);
-            else if (strcmp(q.type, "who") == 0)
-                do_who(&q);
-            else
-                jerror(&q, "unknown_type", "unknown request type");
-        }
-    }
-    json_decref(q.o);
+    jreq_t q = {.c = c};
+    if (chat_proto_parse(text, len, (size_t)chat.w->cfg->max_text, &q.r) != 0)
+        jerror(&q, q.r.error, "%s", q.r.message);
+    else if (q.r.type == CHAT_REQ_JOIN)
+        do_join(&q);
+    else if (q.r.type == CHAT_REQ_SAY)
+        do_say(&q);
+    else if (q.r.type == CHAT_REQ_LEAVE)
+        do_leave(&q);
+    else
+        do_who(&q);
+    chat_proto_free(&q.r);
     rooms_flush_slow(chat.w->rooms);
+}
+
+void chat_json_rate_limited(conn_t *c, const char *text, size_t len)
+{
+    jreq_t q = {.c = c};
+    /* parsed only for its ref: the request itself is dropped */
+    chat_proto_parse(text, len, (size_t)chat.w->cfg->max_text, &q.r);
+    jerror(&q, "rate_limited",
+           "more than %" PRId64 " messages per second: request dropped",
+           chat.w->cfg->rate_limit);
+    chat_proto_free(&q.r);
 }
 
 /* ---- plain mode ---------------------------------------------------------- */
@@ -1012,6 +897,10 @@ static void on_error(const wire_msg_t *w)
 static void link_on_reply(void *arg, const wire_msg_t *w)
 {
     (void)arg;
+    if (w->conn & API_ID_BIT) {
+        api_on_reply(chat.w, w);
+        return;
+    }
     switch (w->type) {
     case WIRE_JOINED:
         on_joined(w);
@@ -1244,6 +1133,7 @@ void chat_stop(worker_t *w)
     w->link = NULL;
     rooms_free(w->rooms);
     w->rooms = NULL;
+    ws_session_worker_free();
     if (w->zmq_ctx != NULL)
         zmq_ctx_term(w->zmq_ctx);
     w->zmq_ctx = NULL;

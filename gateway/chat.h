@@ -34,6 +34,11 @@ struct conn;
  * (PROTOCOL.md section 3). */
 void chat_on_json(struct conn *c, const char *text, size_t len);
 
+/* A parley.v1 text message from c over its rate limit: answered with error
+ * rate_limited (carrying the request's ref when it has a valid one) and
+ * otherwise dropped. */
+void chat_json_rate_limited(struct conn *c, const char *text, size_t len);
+
 /*
  * A plain connection c enters room[0..len) at its upgrade.  Returns 1 when
  * c is a live member now (send the 101 now), 0 when the room is being

@@ -32,6 +32,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "api.h"
 #include "guard.h"
 #include "http.h"
 #include "log.h"
@@ -351,6 +352,8 @@ void conn_close(conn_t *c)
         if (c->state == CONN_CLOSED)
             return; /* closed again from inside the callback */
     }
+    if (c->api != NULL)
+        api_conn_gone(c);
     conn_set_state(c, CONN_CLOSED);
     bufferevent_disable(c->bev, EV_READ | EV_WRITE);
     evtimer_del(c->timer);

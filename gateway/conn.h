@@ -21,6 +21,7 @@
 struct bufferevent;
 struct event;
 struct ws_session;
+struct api_req;
 
 typedef enum {
     CONN_HTTP_HEAD = 0, /* reading a request head */
@@ -58,6 +59,8 @@ typedef struct conn {
     bool tls_done;             /* the TLS handshake completed */
     bool ip_counted;           /* counted in the worker's per-address table */
     uint8_t ip_key[16];        /* its key there (guard_ip_key) */
+    /* HTTP API (api.c) */
+    struct api_req *api;       /* the API request being served, or NULL */
 } conn_t;
 
 /* Creates a connection for the accepted socket fd (non-blocking already)

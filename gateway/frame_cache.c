@@ -26,6 +26,31 @@ frame_t *frame_new(ws_opcode_t op, const void *payload, size_t len)
     return f;
 }
 
+frame_t *frame_new_deflated(pmd_compressor_t *z, ws_opcode_t op,
+                            const void *payload, size_t len)
+{
+    uint8_t *out;
+    size_t n;
+    if (pmd_compress(z, payload, len, &out, &n) != 0)
+        return NULL;
+    size_t hlen = ws_frame_header_size(n, false);
+    frame_t *f = malloc(sizeof *f + hlen + n);
+    if (f == NULL)
+        return NULL;
+    f->refs = 1;
+    f->len = ws_frame_write_header(f->data, op, true, WS_RSV1, n, NULL) + n;
+    memcpy(f->data + hlen, out + PMD_HEADROOM, n);
+    return f;
+}
+
+const uint8_t *frame_payload(const frame_t *f, size_t *len)
+{
+    uint8_t b1 = f->data[1] & 0x7f; /* server frames are never masked */
+    size_t hlen = b1 < 126 ? 2 : b1 == 126 ? 4 : 10;
+    *len = f->len - hlen;
+    return f->data + hlen;
+}
+
 frame_t *frame_ref(frame_t *f)
 {
     f->refs++;

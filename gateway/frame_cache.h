@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "pmd.h"
 #include "ws_frame.h"
 
 struct evbuffer;
@@ -44,6 +45,21 @@ frame_t *frame_new(ws_opcode_t op, const void *payload, size_t len);
 frame_t *frame_new_msg_json(const char *room, size_t room_len, uint64_t seq,
                             uint64_t ts, const char *nick, size_t nick_len,
                             const char *text, size_t text_len);
+
+/*
+ * The compressed variant of a message (RFC 7692): a single frame of
+ * opcode op with RSV1 set whose payload is payload[0..len) compressed
+ * alone by z, the worker's compressor (the server never takes over its
+ * context), so the same bytes suit every client whose agreed window
+ * pmd_shareable() accepts.  Returns an owned frame, or NULL when out of
+ * memory.
+ */
+frame_t *frame_new_deflated(pmd_compressor_t *z, ws_opcode_t op,
+                            const void *payload, size_t len);
+
+/* The payload of f (a frame built by this module) and its length in
+ * *len; borrowed from f. */
+const uint8_t *frame_payload(const frame_t *f, size_t *len);
 
 /* Takes one more reference; returns f. */
 frame_t *frame_ref(frame_t *f);

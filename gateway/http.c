@@ -5,9 +5,11 @@
  * One request at a time: after a response is queued the connection is in
  * CONN_HTTP_SEND and pipelined bytes wait in the input buffer (bounded by
  * the read watermark) until the response is written; http_on_written()
- * then serves the next one.  Request bodies are never read (no endpoint
- * takes one yet): a request announcing one is answered and the connection
- * closed, so the body is never mistaken for a request.
+ * then serves the next one.  Only the HTTP API (api.c) takes request
+ * bodies: it asks for one with http_read_body() (CONN_HTTP_BODY: wait until
+ * Content-Length bytes are buffered, within header_timeout).  Any other
+ * request announcing a body is answered and the connection closed, so the
+ * body is never mistaken for a request.
  */
 #include "http.h"
 
@@ -21,7 +23,9 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/event.h>
 
+#include "api.h"
 #include "autoconfig.h"
 #include "chat.h"
 #include "guard.h"
@@ -35,6 +39,7 @@
 #define HTTP_WRITE_STALL_MS 30000  /* no write progress at all: give up */
 #define HTTP_CLOSE_TIMEOUT_MS 5000 /* error response after an upgrade */
 #define HTTP_LOG_PATH_MAX 200
+#define HTTP_READ_MARGIN 4096 /* conn.c's read watermark beyond max_head */
 
 #define CSP_HEADER                                                             \
     "Content-Security-Policy: default-src 'self'; connect-src 'self' ws: "     \
@@ -128,6 +133,14 @@ static void send_body(conn_t *c, int status, const char *type, const char *body,
     if (!head)
         evbuffer_add(bufferevent_get_output(c->bev), body, len);
     finish(c, status, head ? 0 : len);
+}
+
+void http_send_response(conn_t *c, int status, const char *type,
+                        const char *body, size_t len, const char *extra_headers)
+{
+    if (c->state == CONN_CLOSED || c->state == CONN_DRAINING)
+        return;
+    send_body(c, status, type, body, len, extra_headers);
 }
 
 /* Statuses after which the connection can serve another request (the
@@ -539,12 +552,16 @@ static void route_plain(conn_t *c, const http_request_t *req, const char *path,
         http_send_error(c, 400, "invalid Content-Length", NULL);
         return;
     }
+    if (api_is_path(path, plen)) {
+        const char *query;
+        size_t qlen;
+        http_split_target(req, &plen, &query, &qlen);
+        api_on_head(c, req, path, plen, query, qlen, clen, chunked);
+        return;
+    }
     if (chunked || clen > 0)
         c->keep_alive = false; /* the body is never read */
-    if (path_is(path, plen, "/api") ||
-        (plen >= 5 && memcmp(path, "/api/", 5) == 0))
-        http_send_error(c, 404, "HTTP API disabled", NULL);
-    else if (!http_method_is(req, "GET") && !http_method_is(req, "HEAD"))
+    if (!http_method_is(req, "GET") && !http_method_is(req, "HEAD"))
         http_send_error(c, 405, "method not allowed", "Allow: GET, HEAD\r\n");
     else if (chunked)
         http_send_error(c, 501, "Transfer-Encoding not supported", NULL);
@@ -630,6 +647,52 @@ static void serve_head(conn_t *c, struct evbuffer *in, size_t head_len)
     route(c, &req);
 }
 
+/* ---- request bodies (HTTP API) ------------------------------------------ */
+
+static void set_read_limit(conn_t *c, size_t extra)
+{
+    bufferevent_setwatermark(c->bev, EV_READ, 0,
+                             (size_t)c->w->cfg->max_head + HTTP_READ_MARGIN +
+                                 extra);
+}
+
+/* Serves the body of c once body_need bytes are buffered. */
+static void body_read(conn_t *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t need = c->body_need;
+    if (need == 0)
+        return; /* answered already, or waiting for the broker */
+    if (evbuffer_get_length(in) < need) {
+        if (c->peer_eof)
+            conn_close(c);
+        return;
+    }
+    const char *body = (const char *)evbuffer_pullup(in, (ev_ssize_t)need);
+    c->body_need = 0;
+    set_read_limit(c, 0);
+    if (body == NULL) {
+        c->keep_alive = false;
+        http_send_error(c, 500, "out of memory", NULL);
+        return;
+    }
+    api_on_body(c, body, need);
+    evbuffer_drain(in, need);
+}
+
+void http_read_body(conn_t *c, size_t len, bool expect_continue)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    conn_set_state(c, CONN_HTTP_BODY);
+    c->body_need = len;
+    set_read_limit(c, len);
+    conn_set_timeout(c, c->w->cfg->header_timeout_ms);
+    if (expect_continue && evbuffer_get_length(in) < len)
+        evbuffer_add_printf(bufferevent_get_output(c->bev),
+                            "HTTP/1.1 100 Continue\r\n\r\n");
+    body_read(c);
+}
+
 /* Drops empty lines before a request (RFC 9112 section 2.2). */
 static void skip_blank_lines(struct evbuffer *in)
 {
@@ -649,8 +712,12 @@ void http_on_read(conn_t *c)
 {
     const config_t *cfg = c->w->cfg;
     struct evbuffer *in = bufferevent_get_input(c->bev);
+    if (c->state == CONN_HTTP_BODY) {
+        body_read(c);
+        return;
+    }
     if (c->state != CONN_HTTP_HEAD)
-        return; /* CONN_HTTP_BODY belongs to the HTTP API (not yet) */
+        return;
     if (c->head_seen == 0)
         skip_blank_lines(in);
     size_t len = evbuffer_get_length(in);
@@ -695,6 +762,16 @@ void http_on_read(conn_t *c)
 void http_on_timeout(conn_t *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
+    if (c->state == CONN_HTTP_BODY && api_waiting(c)) {
+        api_on_timeout(c);
+        return;
+    }
+    if (c->state == CONN_HTTP_BODY && c->body_need > 0) {
+        c->body_need = 0;
+        c->keep_alive = false;
+        http_send_error(c, 408, "request body not received in time", NULL);
+        return;
+    }
     if (c->state == CONN_HTTP_HEAD && !c->http_idle &&
         (c->head_seen > 0 || evbuffer_get_length(in) > 0)) {
         c->keep_alive = false;

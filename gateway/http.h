@@ -34,4 +34,23 @@ void http_on_written(conn_t *c);
 void http_send_error(conn_t *c, int status, const char *detail,
                      const char *extra_headers);
 
+/*
+ * Writes a complete response with the in-memory body[0..len) (copied) of
+ * Content-Type type, like the error responses: keep-alive continues after
+ * it when the request allows it.  extra_headers as for http_send_error().
+ * No-op on a closing connection.
+ */
+void http_send_response(conn_t *c, int status, const char *type,
+                        const char *body, size_t len,
+                        const char *extra_headers);
+
+/*
+ * The current request of c (CONN_HTTP_HEAD, head already consumed) has a
+ * body of len > 0 bytes: moves c to CONN_HTTP_BODY and calls
+ * api_on_body() once len bytes are buffered (perhaps at once), within
+ * header_timeout (408 otherwise).  With expect_continue, "100 Continue" is
+ * written first unless the body is already there.
+ */
+void http_read_body(conn_t *c, size_t len, bool expect_continue);
+
 #endif

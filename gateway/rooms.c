@@ -15,6 +15,9 @@
 
 struct rooms {
     worker_t *w;
+    pmd_compressor_t z; /* broadcasts' compressor, set up on first need */
+    bool z_ready;
+    bool z_failed;
     room_t **buckets;
     size_t nbuckets;
     size_t count;
@@ -34,6 +37,7 @@ static rmsg_t *rmsg_new(uint64_t seq, uint64_t ts, const wire_buf_t *nick,
     m->seq = seq;
     m->ts = ts;
     m->plain = m->json = NULL;
+    m->plain_z = m->json_z = NULL;
     m->nick = (char *)(m + 1);
     m->nick_len = nick->len;
     if (nick->len > 0)
@@ -53,6 +57,8 @@ static void rmsg_unref(rmsg_t *m)
         return;
     frame_unref(m->plain);
     frame_unref(m->json);
+    frame_unref(m->plain_z);
+    frame_unref(m->json_z);
     free(m);
 }
 
@@ -65,6 +71,67 @@ static frame_t *rmsg_frame(room_t *r, rmsg_t *m, bool json)
     if (!json && m->plain == NULL)
         m->plain = frame_new(WS_OP_TEXT, m->text, m->text_len);
     return json ? m->json : m->plain;
+}
+
+/* The worker's compressor, set up on first need; NULL when it cannot be
+ * (compressing members then get uncompressed frames). */
+static pmd_compressor_t *rooms_compressor(rooms_t *rs)
+{
+    const config_t *cfg = rs->w->cfg;
+    if (!rs->z_ready && !rs->z_failed) {
+        if (pmd_compressor_init(&rs->z,
+                                (int)cfg->deflate_server_max_window_bits,
+                                (int)cfg->deflate_level) == 0) {
+            rs->z_ready = true;
+        } else {
+            rs->z_failed = true;
+            log_error("deflate_init_failed", "broadcasts go uncompressed");
+        }
+    }
+    return rs->z_ready ? &rs->z : NULL;
+}
+
+/* The compressed variant of text frame f, or f itself (one more
+ * reference) when compressing does not make it smaller; NULL when out of
+ * memory. */
+static frame_t *deflate_variant(rooms_t *rs, frame_t *f)
+{
+    pmd_compressor_t *z = rooms_compressor(rs);
+    if (z == NULL)
+        return NULL;
+    size_t n;
+    const uint8_t *p = frame_payload(f, &n);
+    frame_t *d = frame_new_deflated(z, WS_OP_TEXT, p, n);
+    if (d != NULL && d->len >= f->len) {
+        frame_unref(d);
+        return frame_ref(f);
+    }
+    return d;
+}
+
+/*
+ * The frame of msg for member m: the shared compressed variant when m's
+ * connection negotiated permessage-deflate, the payload has at least
+ * deflate_min_size bytes and fits m's agreed window (pmd_shareable);
+ * otherwise the uncompressed frame.  Each is built once per message, on
+ * first need, and the same bytes go to every member that takes it.
+ */
+static frame_t *member_frame(room_t *r, rmsg_t *msg, const member_t *m)
+{
+    const config_t *cfg = r->rooms->w->cfg;
+    frame_t *f = rmsg_frame(r, msg, m->json);
+    const pmd_params_t *agreed = ws_session_deflate(m->c);
+    if (f == NULL || agreed == NULL)
+        return f;
+    size_t n;
+    frame_payload(f, &n);
+    if (n < (size_t)cfg->deflate_min_size ||
+        !pmd_shareable(agreed, (int)cfg->deflate_server_max_window_bits, n))
+        return f;
+    frame_t **z = m->json ? &msg->json_z : &msg->plain_z;
+    if (*z == NULL)
+        *z = deflate_variant(r->rooms, f);
+    return *z != NULL ? *z : f;
 }
 
 /* ---- table --------------------------------------------------------------- */
@@ -116,6 +183,7 @@ void rooms_free(rooms_t *rs)
     }
     free(rs->buckets);
     free(rs->slow);
+    pmd_compressor_free(&rs->z);
     free(rs);
 }
 
@@ -360,7 +428,7 @@ static void room_fanout(room_t *r, rmsg_t *msg)
         if (m == NULL || m->state != MEMBER_LIVE || m->last_seq >= msg->seq)
             continue;
         m->last_seq = msg->seq;
-        frame_t *f = rmsg_frame(r, msg, m->json);
+        frame_t *f = member_frame(r, msg, m);
         if (f != NULL)
             deliver_to(r, m, f, &fc);
     }
@@ -597,7 +665,7 @@ int room_member_catch_up(room_t *r, member_t *m, bool force)
             m->recovered = false;
             continue;
         }
-        frame_t *f = rmsg_frame(r, msg, m->json);
+        frame_t *f = member_frame(r, msg, m);
         if (f != NULL)
             ws_session_send_frame(m->c, f);
         m->last_seq = msg->seq;

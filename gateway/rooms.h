@@ -43,6 +43,11 @@ typedef struct rmsg {
     uint64_t ts;
     frame_t *plain; /* built on first need */
     frame_t *json;
+    /* permessage-deflate variants of plain and json (RSV1 set), built on
+     * first need by a compressing member; the uncompressed frame itself
+     * (referenced) when compressing did not make it smaller */
+    frame_t *plain_z;
+    frame_t *json_z;
     char *nick; /* point into the same allocation */
     size_t nick_len;
     char *text;

@@ -20,7 +20,10 @@
 #include "http.h"
 #include "log.h"
 #include "names.h"
+#include "pmd.h"
+#include "ratelimit.h"
 #include "rooms.h"
+#include "utf8.h"
 #include "util.h"
 #include "ws_frame.h"
 
@@ -40,6 +43,14 @@ struct ws_session {
     char room[NAME_MAX_ROOM + 1]; /* plain mode: the URL's room */
     size_t room_len;
     char accept[WS_ACCEPT_LEN + 1];
+    /* permessage-deflate (docs/deflate.md) */
+    bool deflate;               /* negotiated */
+    pmd_params_t pmd;           /* what was agreed */
+    pmd_inflater_t inflater;    /* used with client context takeover */
+    char ext[PMD_RESPONSE_MAX]; /* the Sec-WebSocket-Extensions answer */
+    /* rate limit of data messages (docs/security.md, "Rate limits") */
+    ratelimit_t rl;
+    uint64_t over; /* messages over the limit in a row */
     uint64_t last_rx_ms;
     uint64_t ping_sent_ms;
     /* output accounting, to cut a slow consumer's queue at a frame
@@ -49,6 +60,16 @@ struct ws_session {
     unsigned ckpt_i;
     uint64_t ckpt_last;
 };
+
+/* Inflation state shared by the worker's sessions (one worker per
+ * process): the inflater of clients that reset their context per message,
+ * and the output buffer of every inflated message (consumed before the
+ * next message is read). */
+static struct {
+    pmd_inflater_t shared;
+    pmd_buf_t out;
+    bool ready;
+} wsz;
 
 /* ---- output -------------------------------------------------------------- */
 
@@ -125,15 +146,16 @@ static void queue_close(conn_t *c, uint16_t code, const char *reason)
 static void write_101(conn_t *c)
 {
     struct ws_session *s = c->ws;
-    evbuffer_add_printf(bufferevent_get_output(c->bev),
-                        "HTTP/1.1 101 Switching Protocols\r\n"
-                        "Upgrade: websocket\r\n"
-                        "Connection: Upgrade\r\n"
-                        "Sec-WebSocket-Accept: %s\r\n"
-                        "%s\r\n",
-                        s->accept,
-                        s->json ? "Sec-WebSocket-Protocol: " WS_PROTOCOL "\r\n"
-                                : "");
+    evbuffer_add_printf(
+        bufferevent_get_output(c->bev),
+        "HTTP/1.1 101 Switching Protocols\r\n"
+        "Upgrade: websocket\r\n"
+        "Connection: Upgrade\r\n"
+        "Sec-WebSocket-Accept: %s\r\n"
+        "%s%s%s%s\r\n",
+        s->accept, s->json ? "Sec-WebSocket-Protocol: " WS_PROTOCOL "\r\n" : "",
+        s->deflate ? "Sec-WebSocket-Extensions: " : "",
+        s->deflate ? s->ext : "", s->deflate ? "\r\n" : "");
 }
 
 static void send_welcome(conn_t *c)
@@ -170,21 +192,48 @@ static void ws_open(conn_t *c)
               s->json ? "json" : "plain", c->peer);
 }
 
+/* Accepts the client's first acceptable permessage-deflate offer when the
+ * gateway enables compression (RFC 7692; pmd.h). */
+static void negotiate_deflate(conn_t *c, struct ws_session *s,
+                              const ws_handshake_t *hs)
+{
+    const config_t *cfg = c->w->cfg;
+    if (!cfg->deflate)
+        return;
+    pmd_config_t pc = {
+        .client_max_window_bits = (int)cfg->deflate_client_max_window_bits,
+        .server_max_window_bits = (int)cfg->deflate_server_max_window_bits,
+        .client_no_context_takeover = cfg->deflate_client_no_context_takeover,
+    };
+    int rc = pmd_negotiate(hs, &pc, &s->pmd, s->ext, sizeof s->ext);
+    if (rc < 0)
+        log_error("deflate_answer_too_long", "id=%" PRIu64, c->id);
+    s->deflate = rc > 0;
+    if (s->deflate)
+        pmd_inflater_init(&s->inflater, s->pmd.client_window_bits,
+                          !s->pmd.client_no_context_takeover);
+}
+
 static struct ws_session *session_new(conn_t *c, const ws_handshake_t *hs)
 {
+    const config_t *cfg = c->w->cfg;
     struct ws_session *s = calloc(1, sizeof *s);
     if (s == NULL)
         return NULL;
     s->c = c;
     s->json = ws_offers_protocol(hs, WS_PROTOCOL);
     memcpy(s->accept, hs->accept, sizeof s->accept);
+    negotiate_deflate(c, s, hs);
     ws_parser_config_t pc = {
-        .max_message = (size_t)c->w->cfg->max_message,
+        .max_message = (size_t)cfg->max_message,
         .require_mask = true,
         .reject_mask = false,
-        .allowed_rsv = 0,
+        .allowed_rsv = s->deflate ? WS_RSV1 : 0,
     };
     ws_parser_init(&s->parser, &pc);
+    if (cfg->rate_limit > 0)
+        ratelimit_init(&s->rl, (uint32_t)cfg->rate_limit,
+                       (uint32_t)cfg->rate_burst);
     return s;
 }
 
@@ -339,21 +388,120 @@ static void on_close_frame(conn_t *c, const ws_message_t *m)
     conn_close_after_write(c, c->w->cfg->close_timeout_ms);
 }
 
-static void on_plain_line(conn_t *c, const ws_message_t *m)
+static void on_plain_line(conn_t *c, const uint8_t *p, size_t len)
 {
-    if (m->len > (size_t)c->w->cfg->max_text) {
+    if (len > (size_t)c->w->cfg->max_text) {
         protocol_close(c, WS_CLOSE_TOO_BIG, "line too long");
         return;
     }
-    if (m->len == 0)
+    if (len == 0)
         return; /* an empty line is no chat line */
-    if (chat_plain_say(c, (const char *)m->data, m->len) != 0) {
+    if (chat_plain_say(c, (const char *)p, len) != 0) {
         log_warn("plain_line_refused",
                  "id=%" PRIu64 " reason=\"broker "
                  "unavailable\"",
                  c->id);
         start_close(c, WS_CLOSE_TRY_AGAIN, "broker unavailable, retry");
     }
+}
+
+/* A message c cannot continue after (its inflater's context is lost, or
+ * the data is invalid): no more frames are read. */
+static void fail_message(conn_t *c, uint16_t code, const char *reason)
+{
+    c->ws->parse_failed = true;
+    protocol_close(c, code, reason);
+}
+
+static const char *inflate_error(int rc)
+{
+    switch (rc) {
+    case PMD_ERR_TOO_BIG:
+        return "message too big";
+    case PMD_ERR_DATA:
+        return "invalid compressed data";
+    default:
+        return "out of memory";
+    }
+}
+
+/* Inflates compressed message m into the worker's buffer, bounded by
+ * max_message.  Returns 0, or -1 after failing c. */
+static int inflate_message(conn_t *c, const ws_message_t *m)
+{
+    struct ws_session *s = c->ws;
+    size_t max = (size_t)c->w->cfg->max_message;
+    if (!wsz.ready) {
+        pmd_inflater_init(&wsz.shared, PMD_MAX_WINDOW_BITS, false);
+        wsz.ready = true;
+    }
+    int rc =
+        s->pmd.client_no_context_takeover
+            ? pmd_inflate_oneshot(&wsz.shared, m->data, m->len, max, &wsz.out)
+            : pmd_inflate(&s->inflater, m->data, m->len, max, &wsz.out);
+    if (rc != 0) {
+        fail_message(c, (uint16_t)pmd_close_code(rc), inflate_error(rc));
+        return -1;
+    }
+    return 0;
+}
+
+/* The text of message m in *p, *len: inflated when compressed, then
+ * checked as UTF-8 (the frame parser skips compressed text).  Returns 0,
+ * or -1 after failing c. */
+static int message_text(conn_t *c, const ws_message_t *m, const uint8_t **p,
+                        size_t *len)
+{
+    if (!m->compressed) {
+        *p = m->data;
+        *len = m->len;
+        return 0;
+    }
+    if (inflate_message(c, m) != 0)
+        return -1;
+    *p = wsz.out.len > 0 ? wsz.out.data : (const uint8_t *)"";
+    *len = wsz.out.len;
+    if (!utf8_valid(*p, *len)) {
+        fail_message(c, WS_CLOSE_INVALID_DATA, "invalid UTF-8");
+        return -1;
+    }
+    return 0;
+}
+
+typedef enum { RATE_OK, RATE_OVER, RATE_FLOOD } rate_t;
+
+/* Takes a token for a data message of c: RATE_OK, RATE_OVER (drop it),
+ * or RATE_FLOOD once more than rate_burst messages in a row were over. */
+static rate_t rate_check(conn_t *c)
+{
+    struct ws_session *s = c->ws;
+    const config_t *cfg = c->w->cfg;
+    if (cfg->rate_limit <= 0 || ratelimit_take(&s->rl, util_mono_ms())) {
+        s->over = 0;
+        return RATE_OK;
+    }
+    if (++s->over > (uint64_t)cfg->rate_burst)
+        return RATE_FLOOD;
+    log_debug("rate_limited", "id=%" PRIu64 " over=%" PRIu64, c->id, s->over);
+    return RATE_OVER;
+}
+
+/* A text message: inflated, rate-limited, then a request or a line. */
+static void on_text(conn_t *c, const ws_message_t *m)
+{
+    const uint8_t *p;
+    size_t len;
+    if (message_text(c, m, &p, &len) != 0)
+        return;
+    rate_t rate = rate_check(c);
+    if (rate == RATE_FLOOD)
+        protocol_close(c, WS_CLOSE_POLICY, "flooding");
+    else if (c->ws->json && rate == RATE_OVER)
+        chat_json_rate_limited(c, (const char *)p, len);
+    else if (c->ws->json)
+        chat_on_json(c, (const char *)p, len);
+    else if (rate == RATE_OK)
+        on_plain_line(c, p, len); /* over the limit: dropped, untold */
 }
 
 static void on_message(conn_t *c, const ws_message_t *m)
@@ -379,14 +527,21 @@ static void on_message(conn_t *c, const ws_message_t *m)
         if (s->close_sent)
             break;
         STAT_ADD(c->w->stats, messages_in, 1);
-        if (s->json)
-            chat_on_json(c, (const char *)m->data, m->len);
-        else
-            on_plain_line(c, m);
+        on_text(c, m);
         break;
     default:
         break;
     }
+}
+
+/* Input from c made the gateway queue answers (pongs, replies): a client
+ * that sends but does not read is a slow consumer too.  Never called in a
+ * fan-out (this is c's read callback). */
+static void check_backlog(conn_t *c)
+{
+    if (c->state == CONN_WS_OPEN &&
+        conn_output_pending(c) > (size_t)c->w->cfg->send_queue)
+        ws_session_slow_consumer(c);
 }
 
 void ws_session_on_read(conn_t *c)
@@ -411,8 +566,10 @@ void ws_session_on_read(conn_t *c)
         }
         evbuffer_drain(in, (size_t)n);
         STAT_ADD(c->w->stats, bytes_in, n);
-        if (m.opcode != WS_OP_CONT)
+        if (m.opcode != WS_OP_CONT) {
             on_message(c, &m);
+            check_backlog(c);
+        }
     }
     if (s->parse_failed || c->state == CONN_DRAINING)
         evbuffer_drain(in, evbuffer_get_length(in));
@@ -489,7 +646,21 @@ void ws_session_free(struct ws_session *s)
     if (s == NULL)
         return;
     ws_parser_free(&s->parser);
+    pmd_inflater_free(&s->inflater);
     free(s);
+}
+
+void ws_session_worker_free(void)
+{
+    if (wsz.ready)
+        pmd_inflater_free(&wsz.shared);
+    pmd_buf_free(&wsz.out);
+    wsz.ready = false;
+}
+
+const pmd_params_t *ws_session_deflate(const conn_t *c)
+{
+    return c->ws != NULL && c->ws->deflate ? &c->ws->pmd : NULL;
 }
 
 bool ws_session_is_json(const conn_t *c)

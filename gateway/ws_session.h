@@ -13,6 +13,7 @@
 
 #include "conn.h"
 #include "http_parser.h"
+#include "pmd.h"
 #include "ws_handshake.h"
 
 struct ws_session;
@@ -47,6 +48,11 @@ void ws_session_close(conn_t *c, uint16_t code, const char *reason);
 /* Frees a session; NULL is a no-op. */
 void ws_session_free(struct ws_session *s);
 
+/* Frees the inflation state the worker's sessions share (the inflater of
+ * clients without context takeover, the inflated-message buffer).  Called
+ * once no session is left (chat_stop()). */
+void ws_session_worker_free(void);
+
 /* ---- for chat.c and rooms.c (gwchat extension) ---------------------------- */
 
 struct member;
@@ -54,6 +60,10 @@ struct frame;
 
 /* True for a parley.v1 (JSON) session. */
 bool ws_session_is_json(const conn_t *c);
+
+/* What permessage-deflate agreed for c (borrowed until c is freed), or
+ * NULL when c does not compress (not negotiated, or not a WebSocket). */
+const pmd_params_t *ws_session_deflate(const conn_t *c);
 
 /* The head of c's list of room memberships (rooms.c links members there). */
 struct member **ws_session_members(conn_t *c);

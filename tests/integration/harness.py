@@ -66,6 +66,10 @@ LINK_ARGS = ["--heartbeat", "100ms", "--link-timeout", "600ms"]
 # arguments come later and win (--allow-root no, --user nobody).
 PROCESS_ARGS = ["--allow-root", "yes"]
 
+# Tests send far faster than people type: the per-connection rate limit
+# (default 20 messages/s) is off unless a test sets it (test_rate_limit.py).
+RATE_ARGS = ["--rate-limit", "0"]
+
 
 class HarnessError(Exception):
     """A server could not be started or did not become ready."""
@@ -74,11 +78,27 @@ class HarnessError(Exception):
 # --------------------------------------------------------------------------
 # small utilities
 
+_ports_given = set()
+
+
 def free_port():
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 that was free a moment ago, never the same
+    twice in one test process.  Ports are drawn at random below the
+    kernel's ephemeral range (where bind(0) and outgoing connections take
+    theirs), so parallel test processes and client sockets rarely meet."""
+    import random
+    for _ in range(1000):
+        port = random.randint(20000, 32000)
+        if port in _ports_given:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _ports_given.add(port)
+        return port
+    raise RuntimeError("no free port found")
 
 
 def ws_accept(key):
@@ -344,7 +364,7 @@ class Gateway(Server):
                 "--workers", str(workers), "--www", www,
                 "--broker-router", broker.router, "--broker-pub", broker.pub,
                 "--log-level", "info", "--drain-timeout", "2s"] + LINK_ARGS + \
-            PROCESS_ARGS + list(args)
+            PROCESS_ARGS + RATE_ARGS + list(args)
         super().__init__(name, argv, tmpdir)
         self.known_workers = set()
         self.killed_workers = set()

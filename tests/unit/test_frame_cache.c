@@ -2,7 +2,8 @@
  * test_frame_cache.c - the shared broadcast frames: the hand-written JSON
  * escaping of the `msg` frame (checked byte for byte and by decoding it
  * with jansson), frame headers for every length encoding, and the
- * copy-or-reference hand-off to an evbuffer with its reference counting.
+ * copy-or-reference hand-off to an evbuffer with its reference counting,
+ * and the permessage-deflate variant of a frame (RSV1, inflates back).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -216,6 +217,72 @@ static void test_queue_large_references(void **state)
     frame_unref(f);
 }
 
+static void test_frame_payload(void **state)
+{
+    (void)state;
+    static const size_t lens[] = {0, 125, 126, 65535, 65536};
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+        char *p = calloc(1, lens[i] + 1);
+        assert_non_null(p);
+        frame_t *f = frame_new(WS_OP_TEXT, p, lens[i]);
+        assert_non_null(f);
+        size_t want, got;
+        const char *wp = payload_of(f, &want);
+        const uint8_t *gp = frame_payload(f, &got);
+        assert_int_equal(got, want);
+        assert_ptr_equal(gp, (const uint8_t *)wp);
+        frame_unref(f);
+        free(p);
+    }
+}
+
+/* A deflated frame of text: FIN + RSV1 + text, and it inflates back. */
+static void check_deflated(pmd_compressor_t *z, const char *text, size_t len)
+{
+    frame_t *f = frame_new_deflated(z, WS_OP_TEXT, text, len);
+    assert_non_null(f);
+    assert_int_equal(f->data[0], 0xC1);
+    size_t n;
+    const uint8_t *p = frame_payload(f, &n);
+    assert_int_equal((size_t)(p - f->data) + n, f->len);
+    pmd_inflater_t inf;
+    pmd_inflater_init(&inf, 15, false);
+    pmd_buf_t out = {0};
+    assert_int_equal(pmd_inflate(&inf, p, n, len, &out), 0);
+    assert_int_equal(out.len, len);
+    if (len > 0)
+        assert_memory_equal(out.data, text, len);
+    pmd_buf_free(&out);
+    pmd_inflater_free(&inf);
+    frame_unref(f);
+}
+
+static void test_deflated(void **state)
+{
+    (void)state;
+    pmd_compressor_t z = {0};
+    assert_int_equal(pmd_compressor_init(&z, 15, 6), 0);
+    size_t n = 100000; /* compresses to more than 125 bytes: long header */
+    char *big = malloc(n);
+    assert_non_null(big);
+    for (size_t i = 0; i < n; i++)
+        big[i] = (char)('a' + (i * 7919 % 26));
+    check_deflated(&z, "", 0);
+    check_deflated(&z, "hello hello hello hello", 23);
+    check_deflated(&z, big, n);
+    /* each message alone: the same input gives the same bytes again */
+    frame_t *a = frame_new_deflated(&z, WS_OP_TEXT, big, 1000);
+    frame_t *b = frame_new_deflated(&z, WS_OP_TEXT, big, 1000);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_int_equal(a->len, b->len);
+    assert_memory_equal(a->data, b->data, a->len);
+    frame_unref(a);
+    frame_unref(b);
+    free(big);
+    pmd_compressor_free(&z);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -228,6 +295,8 @@ int main(void)
         cmocka_unit_test(test_frame_new_lengths),
         cmocka_unit_test(test_queue_small_copies),
         cmocka_unit_test(test_queue_large_references),
+        cmocka_unit_test(test_frame_payload),
+        cmocka_unit_test(test_deflated),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
