@@ -7,16 +7,18 @@
 #                    websockets client), browser (headless Chromium)
 #   2. build-asan/   the same suites but the browser one, built with
 #                    AddressSanitizer + UndefinedBehaviorSanitizer
-#   3. build-fuzz/   libFuzzer targets, each fuzzed for PARLEY_FUZZ_SECONDS
+#   3. valgrind      the broker under valgrind's memcheck for the JSON chat
+#                    and resume suites (in build/)
+#   4. build-fuzz/   libFuzzer targets, each fuzzed for PARLEY_FUZZ_SECONDS
 #                    (default 15) when clang is available
-#   4. make distcheck (the release tarball builds and passes its unit tests)
+#   5. make distcheck (the release tarball builds and passes its unit tests)
 #
 # Installs missing Debian packages first (scripts/setup.sh).  Environment:
 # PARLEY_STAGES (default "check asan fuzz distcheck"), PARLEY_FUZZ_SECONDS.
 set -uo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-stages=${PARLEY_STAGES:-check asan fuzz distcheck}
+stages=${PARLEY_STAGES:-check asan valgrind fuzz distcheck}
 jobs=$(nproc)
 passed=0
 failed=0
@@ -88,6 +90,15 @@ for stage in $stages; do
         else
             echo "sanitizer build failed"; failed=$((failed + 1))
         fi
+        ;;
+    valgrind)
+        log "stage valgrind: the broker under memcheck"
+        if ! command -v valgrind >/dev/null; then
+            echo "valgrind not installed"; failed=$((failed + 1))
+            continue
+        fi
+        PARLEY_BROKER_VALGRIND=1 PARLEY_SKIP_BROWSER=1 run_check "$top/build" \
+            TESTS="tests/integration/test_chat_json.py tests/integration/test_resume.py"
         ;;
     fuzz)
         log "stage fuzz: libFuzzer, ${PARLEY_FUZZ_SECONDS:-15}s per target"

@@ -56,10 +56,24 @@ GATEWAY_BIN = os.path.join(BUILDDIR, "parley-gateway")
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 SANITIZER_MARKERS = ("AddressSanitizer", "runtime error:", "LeakSanitizer",
-                     "ThreadSanitizer", "MemorySanitizer")
+                     "ThreadSanitizer", "MemorySanitizer",
+                     # valgrind's memcheck (PARLEY_BROKER_VALGRIND=1)
+                     "Invalid read", "Invalid write", "Invalid free",
+                     "Mismatched free", "Conditional jump or move",
+                     "uninitialised value", "definitely lost in",
+                     "Syscall param")
+
+# PARLEY_BROKER_VALGRIND=1 runs every broker under valgrind's memcheck;
+# its reports are caught by the markers above.
+VALGRIND = os.environ.get("PARLEY_BROKER_VALGRIND") == "1"
+VALGRIND_ARGV = ["valgrind", "-q", "--error-exitcode=99",
+                 "--leak-check=full", "--errors-for-leak-kinds=definite",
+                 "--show-leak-kinds=definite"]
 
 # Fast link timing so failover tests stay quick.
 LINK_ARGS = ["--heartbeat", "100ms", "--link-timeout", "600ms"]
+if VALGRIND:  # a broker under valgrind runs many times slower
+    LINK_ARGS = ["--heartbeat", "200ms", "--link-timeout", "3s"]
 
 # The suite runs as root in CI, which both programs refuse unless told
 # (docs/security.md, "Privileges"); harmless when not root.  A test's own
@@ -215,7 +229,10 @@ class Server:
         self.starts = 0
 
     def start(self):
-        if not os.access(self.argv[0], os.X_OK):
+        exe = self.argv[0]
+        if os.sep not in exe:
+            exe = shutil.which(exe) or exe
+        if not os.access(exe, os.X_OK):
             raise HarnessError("%s is not built (%s)" % (self.name, self.argv[0]))
         log = open(self.log_path, "ab")
         try:
@@ -335,6 +352,8 @@ class Broker(Server):
         self.pub = "tcp://127.0.0.1:%d" % self.pub_port
         argv = [BROKER_BIN, "--broker-router", self.router,
                 "--broker-pub", self.pub] + LINK_ARGS + PROCESS_ARGS + list(args)
+        if VALGRIND:
+            argv = VALGRIND_ARGV + argv
         super().__init__(name, argv, tmpdir)
 
     async def wait_ready(self, timeout=10.0):
