@@ -19,9 +19,11 @@
 
 struct evbuffer;
 
-/* Frames larger than this are queued by reference instead of copied
- * (libevent 2.1 allocates a ~1 KiB chain per reference). */
-#define FRAME_REF_THRESHOLD 2048
+/* Frames larger than this are queued by reference instead of copied:
+ * libevent 2.1 allocates a chain per reference, which costs more than
+ * copying a small frame.  bench/micro/evbuf_fanout.c measured the
+ * crossover near 1 KiB (docs/gateway.md, "Fan-out"). */
+#define FRAME_REF_THRESHOLD 1024
 
 typedef struct frame {
     uint32_t refs;
