@@ -46,7 +46,8 @@ def versions(kw):
                 return m.group(1) if m else "?"
         except OSError:
             return "not installed"
-    out = [("parley", sh([kw["gateway"], "--version"])),
+    out = [("parley", "%s (commit %s)" % (sh([kw["gateway"], "--version"]),
+                                          kw.get("commit") or "unknown")),
            ("libevent", sh(["pkg-config", "--modversion", "libevent"])),
            ("libzmq", sh(["pkg-config", "--modversion", "libzmq"])),
            ("zlib", sh(["pkg-config", "--modversion", "zlib"])),
@@ -202,7 +203,8 @@ def render(**kw):
         w("| target | Parley | reference | verdict |\n|---|---|---|---|")
         for r in rows:
             w("| %s | %s | %s | %s |" % r)
-        w("")
+        w("\nFor every target not met, the findings below give the profile "
+          "that explains the gap and what would close it.\n")
     else:
         w("_The targets compare with the peers: run with BENCH_PEERS=1._\n")
     w(results(data, order, kw))

@@ -13,6 +13,7 @@
 #   BENCH_OUT=FILE  where to write the report (default docs/benchmarks.md
 #                   of the source tree)
 #   BENCH_ONLY=S1,S3  run only these scenarios
+#   bench/run.sh --profile  profile Parley again at the last S1 saturation
 #   bench/run.sh --render  rewrite the report from the last run (after
 #                   editing bench/findings.md)
 # Every server runs in its own process group and is killed by PID; every

@@ -647,13 +647,15 @@ def profile_parley(rate):
         load = Proc("load", argv)
         time.sleep(2.0)
         cpu0 = {p: proc_cpu(p) for p in pids}
+        w0 = time.monotonic()
         perf = ["perf", "record", "-F", "999", "-g", "-o", data, "-p",
                 ",".join(map(str, pids)), "--", "sleep", "4"]
         record_cmd("profile", "parley", perf)
         subprocess.run(perf, capture_output=True, timeout=60)
         cpu1 = {p: proc_cpu(p) for p in pids}
+        wall = time.monotonic() - w0
         out["cpu_share"] = {("broker" if p == srv.procs[0].pid else
-                             "gateway worker"): (cpu1[p] - cpu0[p]) / 4.0
+                             "gateway worker"): (cpu1[p] - cpu0[p]) / wall
                             for p in pids}
         load.p.wait(timeout=60)
         rep = subprocess.run(
@@ -672,6 +674,20 @@ def profile_parley(rate):
     finally:
         srv.stop()
     return out
+
+
+def source_commit():
+    """The source tree's commit when the run starts (the binaries were
+    built from it, plus any uncommitted changes)."""
+    def git(*args):
+        r = subprocess.run(["git", "-C", SRC] + list(args),
+                           capture_output=True, text=True, timeout=20)
+        return r.stdout.strip() if r.returncode == 0 else ""
+    head = git("rev-parse", "--short", "HEAD")
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    if not head:
+        return "unknown"
+    return head + (", with uncommitted changes" if dirty else "")
 
 
 def perf_lines(text, n):
@@ -693,6 +709,7 @@ def main():
     raise_nofile()
     t0 = time.time()
     load0 = open("/proc/loadavg").read().split()[:3]
+    commit = source_commit()
     peers = install_peers() if PEERS else []
     for name, fn in SCENARIOS:
         if ONLY and name not in ONLY and name.rstrip("z") not in ONLY:
@@ -712,6 +729,7 @@ def main():
                  quick=QUICK, repeats=REPEATS, seconds=time.time() - t0,
                  load=(load0, load1), pin=PIN, has_deflate=HAS_DEFLATE,
                  has_rate_limit=HAS_RATE_LIMIT, s4_sizes=s4_sizes(),
+                 commit=commit,
                  date=time.strftime("%Y-%m-%d %H:%M %Z"))
     with open(os.path.join(BUILD, "bench-data.json"), "w") as f:
         json.dump(saved, f)
@@ -734,7 +752,25 @@ def render(saved):
 if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     try:
-        if "--render" in sys.argv[1:]:
+        if "--profile" in sys.argv[1:]:
+            # Profiles Parley again at the saved S1 saturation rate.
+            raise_nofile()
+            path = os.path.join(BUILD, "bench-data.json")
+            with open(path) as f:
+                saved = json.load(f)
+            sat = [m.get("sat_rate") for m in
+                   saved["data"].get("S1", {}).get("parley", [])
+                   if m.get("sat_rate")]
+            saved["prof"] = profile_parley(statistics.median(sat)
+                                           if sat else 500)
+            saved["commands"] = [c for c in saved["commands"]
+                                 if c[0] != "profile"] + \
+                [[k[0], k[1], v] for k, v in COMMANDS.items()]
+            with open(path, "w") as f:
+                json.dump(saved, f)
+            render(saved)
+            shutil.rmtree(TMP, ignore_errors=True)
+        elif "--render" in sys.argv[1:]:
             # Re-renders the report from the last run's saved data.
             with open(os.path.join(BUILD, "bench-data.json")) as f:
                 render(json.load(f))
