@@ -14,7 +14,8 @@
 #   5. make distcheck (the release tarball builds and passes its unit tests)
 #
 # Installs missing Debian packages first (scripts/setup.sh).  Environment:
-# PARLEY_STAGES (default "check asan fuzz distcheck"), PARLEY_FUZZ_SECONDS.
+# PARLEY_STAGES (default "check asan valgrind fuzz distcheck"),
+# PARLEY_FUZZ_SECONDS.
 set -uo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -40,6 +41,10 @@ count_suite() {
     grep -E '^# (TOTAL|PASS|SKIP|XFAIL|FAIL|XPASS|ERROR):' "$f"
     # Show what failed, so CI logs explain themselves.
     grep -E '^(FAIL|ERROR|XPASS):' "$f" | head -n 50
+    # and why: the failing cases with their diagnostics (automake copies
+    # the logs of failed tests into test-suite.log)
+    awk '/^not ok/ {n = 40} n > 0 && (/^not ok/ || /^#/) {print; n--}' "$f" |
+        head -n 120
 }
 
 # Counts one pass or failure for a step that is not a test suite.

@@ -68,7 +68,10 @@ SANITIZER_MARKERS = ("AddressSanitizer", "runtime error:", "LeakSanitizer",
 VALGRIND = os.environ.get("PARLEY_BROKER_VALGRIND") == "1"
 VALGRIND_ARGV = ["valgrind", "-q", "--error-exitcode=99",
                  "--leak-check=full", "--errors-for-leak-kinds=definite",
-                 "--show-leak-kinds=definite"]
+                 "--show-leak-kinds=definite",
+                 # libraries' own leaks, each explained in the file
+                 "--suppressions=" + os.path.join(SRCDIR, "tests", "valgrind",
+                                                  "libzmq.supp")]
 
 # Fast link timing so failover tests stay quick.
 LINK_ARGS = ["--heartbeat", "100ms", "--link-timeout", "600ms"]
