@@ -81,8 +81,11 @@ static int conn_open(bench_conn_t *c, uint64_t now)
 {
     char path[512];
     struct sockaddr_in src;
-    if (g.o.json)
-        snprintf(path, sizeof(path), "%s", g.o.path);
+    size_t plen = strlen(g.o.path);
+    if (g.o.json) /* rooms come from join: "/ws/" is "/ws" */
+        snprintf(path, sizeof(path), "%.*s",
+                 (int)(plen > 1 && g.o.path[plen - 1] == '/' ? plen - 1 : plen),
+                 g.o.path);
     else
         snprintf(path, sizeof(path), "%sb%08x-%u", g.o.path, g.run_id, c->room);
     c->ws.user = c;
