@@ -19,9 +19,11 @@
 #include "conn.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -172,16 +174,91 @@ static void on_read(struct bufferevent *bev, void *arg)
     }
 }
 
+/* Everything queued is written. */
+static void output_written(conn_t *c)
+{
+    if (c->state == CONN_HTTP_SEND)
+        http_on_written(c);
+    else if (c->state == CONN_DRAINING && !c->lingering)
+        start_linger(c);
+}
+
 static void on_write(struct bufferevent *bev, void *arg)
 {
     conn_t *c = arg;
     (void)bev;
     if (conn_output_pending(c) != 0)
         return;
-    if (c->state == CONN_HTTP_SEND)
-        http_on_written(c);
-    else if (c->state == CONN_DRAINING && !c->lingering)
-        start_linger(c);
+    if (c->direct) /* the tail is out: back to direct writes */
+        bufferevent_disable(c->bev, EV_WRITE);
+    output_written(c);
+}
+
+/* ---- direct writes (conn.h) ---------------------------------------------- */
+
+void conn_set_direct(conn_t *c)
+{
+    if (c->tls || c->direct)
+        return;
+    c->direct = true;
+    /* anything still queued is the bufferevent's to finish (on_write) */
+    if (conn_output_pending(c) == 0)
+        bufferevent_disable(c->bev, EV_WRITE);
+}
+
+void conn_output_added(conn_t *c)
+{
+    if (!c->direct || c->corked || c->state == CONN_CLOSED ||
+        (bufferevent_get_enabled(c->bev) & EV_WRITE))
+        return; /* the bufferevent writes it, or the flush will */
+    worker_t *w = c->w;
+    if (w->flushq == NULL)
+        event_active(w->flush_ev, EV_TIMEOUT, 0);
+    c->corked = true;
+    c->flush_next = w->flushq;
+    w->flushq = c;
+}
+
+/* One writev of everything c has queued; a tail the socket did not take
+ * goes to the bufferevent, which asks for writability. */
+static void flush_one(conn_t *c)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    int n = 0;
+    if (evbuffer_get_length(out) > 0) {
+        STAT_ADD(c->w->stats, writes, 1);
+        /* a bufferevent keeps the start of its output frozen: only its
+         * own write callback drains it, thawing it meanwhile; so do we */
+        evbuffer_unfreeze(out, 1);
+        n = evbuffer_write(out, c->fd);
+        int saved = errno;
+        evbuffer_freeze(out, 1);
+        errno = saved;
+    }
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        log_debug("conn_write_failed", "id=%" PRIu64 " error=\"%s\"", c->id,
+                  strerror(errno));
+        conn_close(c);
+        return;
+    }
+    if (evbuffer_get_length(out) > 0) {
+        STAT_ADD(c->w->stats, short_writes, 1);
+        bufferevent_enable(c->bev, EV_WRITE);
+        return;
+    }
+    output_written(c);
+}
+
+void conn_flush_all(worker_t *w)
+{
+    while (w->flushq != NULL) {
+        conn_t *c = w->flushq;
+        w->flushq = c->flush_next;
+        c->flush_next = NULL;
+        c->corked = false;
+        if (c->state != CONN_CLOSED)
+            flush_one(c);
+    }
 }
 
 /* The peer half-closed an HTTP connection: what it sent before may still
@@ -388,12 +465,15 @@ void conn_close_after_write(conn_t *c, int64_t timeout_ms)
     conn_set_timeout(c, timeout_ms);
     if (conn_output_pending(c) == 0)
         start_linger(c);
+    else if (c->direct && !(bufferevent_get_enabled(c->bev) & EV_WRITE))
+        conn_output_added(c); /* the flush writes it, then lingers */
     else
         bufferevent_enable(c->bev, EV_WRITE);
 }
 
 void conn_reap_all(worker_t *w)
 {
+    conn_flush_all(w); /* nothing on the flush list may be freed */
     while (w->reap != NULL) {
         conn_t *c = w->reap;
         w->reap = c->reap_next;

@@ -54,6 +54,9 @@ typedef struct {
     _Atomic int64_t broadcasts;       /* room messages received from broker */
     _Atomic int64_t deliveries;       /* broadcast frames queued to clients */
     _Atomic int64_t slow_consumer_closes;
+    _Atomic int64_t writes;           /* direct writes (one per connection
+                                       * per loop iteration with output) */
+    _Atomic int64_t short_writes;     /* of which the socket took only part */
     _Atomic int64_t protocol_closes;  /* closed for a protocol violation */
     _Atomic int64_t handshake_failures[HS_FAIL_COUNT];
     _Atomic int64_t broker_reconnects;

@@ -243,6 +243,14 @@ static const metric_t plain_metrics[] = {
     METRIC("slow_consumer_closes_total", "counter",
            "Connections closed because their send queue overflowed.",
            slow_consumer_closes),
+    METRIC("writes_total", "counter",
+           "Direct socket writes of WebSocket output (one per connection and "
+           "loop iteration, however many frames it carries).",
+           writes),
+    METRIC("short_writes_total", "counter",
+           "Direct writes the socket took only in part (the rest waits for "
+           "writability).",
+           short_writes),
     METRIC("protocol_closes_total", "counter",
            "Connections closed for a protocol violation.", protocol_closes),
     METRIC("broker_reconnects_total", "counter", "Broker link reconnections.",

@@ -236,6 +236,13 @@ static void finish_stop(worker_t *w)
     event_base_loopexit(w->base, NULL);
 }
 
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    conn_flush_all(arg);
+}
+
 static void on_reap(evutil_socket_t fd, short what, void *arg)
 {
     worker_t *w = arg;
@@ -348,12 +355,13 @@ static int worker_setup(worker_t *w)
     if (w->base == NULL)
         return -1;
     w->reap_ev = event_new(w->base, -1, 0, on_reap, w);
+    w->flush_ev = event_new(w->base, -1, 0, on_flush, w);
     w->stop_timer = evtimer_new(w->base, on_stop_timer, w);
     w->accept_retry = evtimer_new(w->base, on_accept_retry, w);
     w->sig_term = add_signal(w, SIGTERM);
     w->sig_int = add_signal(w, SIGINT);
     w->sig_quit = add_signal(w, SIGQUIT);
-    if (!w->reap_ev || !w->stop_timer || !w->accept_retry || !w->sig_term ||
+    if (!w->reap_ev || !w->flush_ev || !w->stop_timer || !w->accept_retry || !w->sig_term ||
         !w->sig_int || !w->sig_quit)
         return -1;
     if (w->cfg->max_connections_per_ip > 0) {
@@ -387,6 +395,7 @@ static void worker_teardown(worker_t *w)
     free_event(&w->sig_quit);
     free_event(&w->stop_timer);
     free_event(&w->reap_ev);
+    free_event(&w->flush_ev);
     if (w->base != NULL)
         event_base_free(w->base);
     w->base = NULL;

@@ -98,6 +98,7 @@ static int queue_frame(conn_t *c, ws_opcode_t op, const void *p, size_t len)
         return -1;
     account(c, hlen + len);
     STAT_ADD(c->w->stats, bytes_out, (int64_t)(hlen + len));
+    conn_output_added(c);
     return 0;
 }
 
@@ -119,6 +120,7 @@ int ws_session_queue_frame(conn_t *c, struct frame *f)
     if (!can_send(c) || frame_queue(bufferevent_get_output(c->bev), f) != 0)
         return -1;
     account(c, f->len);
+    conn_output_added(c);
     return 0;
 }
 
@@ -175,7 +177,9 @@ static void ws_open(conn_t *c)
 {
     struct ws_session *s = c->ws;
     gw_stats_t *st = c->w->stats;
+    conn_set_direct(c);
     write_101(c);
+    conn_output_added(c);
     conn_set_state(c, CONN_WS_OPEN);
     s->opened = true;
     s->last_rx_ms = util_mono_ms();
@@ -261,6 +265,7 @@ void ws_session_upgrade(conn_t *c, const http_request_t *req,
         ws_open(c);
         ws_session_on_read(c);
     } else if (rc == 0) {
+        conn_set_direct(c);
         conn_set_state(c, CONN_WS_PENDING);
         conn_set_timeout(c, c->w->cfg->request_timeout_ms + 1000);
     } else {
@@ -341,9 +346,17 @@ static void trim_output(conn_t *c)
     struct evbuffer *keep = evbuffer_new();
     if (keep == NULL)
         return;
-    evbuffer_remove_buffer(out, keep, (size_t)(best - written));
-    evbuffer_drain(out, evbuffer_get_length(out));
-    evbuffer_add_buffer(out, keep);
+    /* the bufferevent keeps the start of its output frozen (only its
+     * write callback drains it): thaw it for the cut */
+    evbuffer_unfreeze(out, 1);
+    if (evbuffer_remove_buffer(out, keep, (size_t)(best - written)) ==
+        (int)(best - written)) {
+        evbuffer_drain(out, evbuffer_get_length(out));
+        evbuffer_add_buffer(out, keep);
+    } else { /* out of memory: put back what moved, cut nothing */
+        evbuffer_prepend_buffer(out, keep);
+    }
+    evbuffer_freeze(out, 1);
     evbuffer_free(keep);
 }
 

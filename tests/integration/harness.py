@@ -385,7 +385,8 @@ class Gateway(Server):
         argv = [GATEWAY_BIN, "--listen", "127.0.0.1:%d" % self.port,
                 "--workers", str(workers), "--www", www,
                 "--broker-router", broker.router, "--broker-pub", broker.pub,
-                "--log-level", "info", "--drain-timeout", "2s"] + LINK_ARGS + \
+                "--log-level", os.environ.get("PARLEY_LOG_LEVEL", "info"),
+                "--drain-timeout", "2s"] + LINK_ARGS + \
             PROCESS_ARGS + RATE_ARGS + list(args)
         super().__init__(name, argv, tmpdir)
         self.known_workers = set()

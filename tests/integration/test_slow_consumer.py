@@ -29,6 +29,14 @@ async def slow_counter(port):
     return v
 
 
+async def metric(port, name):
+    r = await h.http_get(port, "/metrics")
+    assert r.status == 200, r
+    v = h.parse_metrics(r.body.decode()).get((name, ""))
+    assert v is not None, "no %s in /metrics" % name
+    return v
+
+
 async def json_raw_joined(port, room):
     """A raw parley.v1 connection joined to room, its reading done."""
     raw = await RawWs.connect(port, "/ws", protocols="parley.v1", rcvbuf=4096)
@@ -87,6 +95,7 @@ async def test_slow_consumer_disconnected():
         slow_plain = await RawWs.connect(g.port, "/ws/" + room, rcvbuf=4096)
         slow_json = await json_raw_joined(g.port, room)
         before = await slow_counter(g.port)
+        short0 = await metric(g.port, "parley_gateway_short_writes_total")
         rss0 = h.vm_rss_kib(worker)
         rss_max = rss0
         sent = 0
@@ -111,6 +120,11 @@ async def test_slow_consumer_disconnected():
         assert after >= before + 2, (
             "slow_consumer counter %s -> %s after %d lines of %d bytes" % (
                 before, after, sent, LINE))
+        # a queue only grows past what the socket takes: the direct write
+        # left a tail for the bufferevent (docs/gateway.md, "Fan-out")
+        short = await metric(g.port, "parley_gateway_short_writes_total")
+        assert short > short0, "no short write counted (%s -> %s)" % (
+            short0, short)
         got = await asyncio.wait_for(_all_lines(reader, sent), 30)
         want = ["m-%06d " % i for i in range(sent)]
         heads = [x[:9] for x in got]
