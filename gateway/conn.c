@@ -212,11 +212,31 @@ void conn_output_added(conn_t *c)
         (bufferevent_get_enabled(c->bev) & EV_WRITE))
         return; /* the bufferevent writes it, or the flush will */
     worker_t *w = c->w;
-    if (w->flushq == NULL)
+    if (w->flush_head == NULL) /* after this iteration's other callbacks */
         event_active(w->flush_ev, EV_TIMEOUT, 0);
     c->corked = true;
-    c->flush_next = w->flushq;
-    w->flushq = c;
+    c->flush_next = NULL;
+    c->flush_prev = w->flush_tail;
+    if (w->flush_tail != NULL)
+        w->flush_tail->flush_next = c;
+    else
+        w->flush_head = c;
+    w->flush_tail = c;
+}
+
+static void flush_unlink(conn_t *c)
+{
+    worker_t *w = c->w;
+    if (c->flush_prev != NULL)
+        c->flush_prev->flush_next = c->flush_next;
+    else
+        w->flush_head = c->flush_next;
+    if (c->flush_next != NULL)
+        c->flush_next->flush_prev = c->flush_prev;
+    else
+        w->flush_tail = c->flush_prev;
+    c->flush_next = c->flush_prev = NULL;
+    c->corked = false;
 }
 
 /* One writev of everything c has queued; a tail the socket did not take
@@ -249,15 +269,16 @@ static void flush_one(conn_t *c)
     output_written(c);
 }
 
-void conn_flush_all(worker_t *w)
+void conn_flush(worker_t *w)
 {
-    while (w->flushq != NULL) {
-        conn_t *c = w->flushq;
-        w->flushq = c->flush_next;
-        c->flush_next = NULL;
-        c->corked = false;
-        if (c->state != CONN_CLOSED)
-            flush_one(c);
+    for (int n = 0; n < CONN_FLUSH_BATCH && w->flush_head != NULL; n++) {
+        conn_t *c = w->flush_head;
+        flush_unlink(c);
+        flush_one(c); /* closed connections leave the queue at once */
+    }
+    if (w->flush_head != NULL) { /* the rest after the next poll */
+        static const struct timeval now = {0, 0};
+        evtimer_add(w->flush_ev, &now);
     }
 }
 
@@ -432,6 +453,8 @@ void conn_close(conn_t *c)
     if (c->api != NULL)
         api_conn_gone(c);
     conn_set_state(c, CONN_CLOSED);
+    if (c->corked)
+        flush_unlink(c);
     bufferevent_disable(c->bev, EV_READ | EV_WRITE);
     evtimer_del(c->timer);
     worker_t *w = c->w;
@@ -473,7 +496,6 @@ void conn_close_after_write(conn_t *c, int64_t timeout_ms)
 
 void conn_reap_all(worker_t *w)
 {
-    conn_flush_all(w); /* nothing on the flush list may be freed */
     while (w->reap != NULL) {
         conn_t *c = w->reap;
         w->reap = c->reap_next;

@@ -63,8 +63,8 @@ typedef struct conn {
     struct api_req *api;       /* the API request being served, or NULL */
     /* direct writes (conn_set_direct) */
     bool direct;               /* conn.c writes the output itself */
-    bool corked;               /* on the worker's flush list */
-    struct conn *flush_next;   /* that list */
+    bool corked;               /* on the worker's flush queue */
+    struct conn *flush_next, *flush_prev; /* that queue */
 } conn_t;
 
 /* Creates a connection for the accepted socket fd (non-blocking already)
@@ -92,23 +92,29 @@ void conn_close_after_write(conn_t *c, int64_t timeout_ms);
 /*
  * Direct writes, for a plain (non-TLS) connection once it is a WebSocket:
  * output is no longer written by the bufferevent (which would arm and
- * disarm write readiness with two epoll_ctl calls per message) but once
- * per loop iteration by conn_flush_all(), with one writev per connection
- * for everything queued in that iteration (corking).  Only the tail a
- * full socket did not take goes back to the bufferevent, which writes it
- * when the socket is writable; then direct writes resume.  No-op for TLS.
+ * disarm write readiness with two epoll_ctl calls per message) but by
+ * conn_flush(), with one writev per connection for everything queued
+ * since its last write (corking).  Only the tail a full socket did not
+ * take goes back to the bufferevent, which writes it when the socket is
+ * writable; then direct writes resume.  No-op for TLS.
  */
 void conn_set_direct(conn_t *c);
 
-/* Notes that output was queued on c: with direct writes, c joins the
- * worker's flush list (written at the end of this loop iteration);
- * otherwise the bufferevent writes it as usual. */
+/* Notes that output was queued on c: with direct writes, c joins the tail
+ * of the worker's flush queue, unless it is on it already; otherwise the
+ * bufferevent writes it as usual. */
 void conn_output_added(conn_t *c);
 
-/* Writes the queued output of every connection on w's flush list (the
- * worker's flush event; also before reaping, so a connection on the list
- * is never freed).  A connection whose socket failed is closed. */
-void conn_flush_all(worker_t *w);
+/* The worker's flush event: writes the connections at the head of w's
+ * flush queue, CONN_FLUSH_BATCH at most, and when some remain, runs again
+ * after the next poll, so that client input and broker messages are
+ * handled between batches (a message that arrives meanwhile still reaches
+ * the members not yet written in this round).  A connection whose socket
+ * failed is closed. */
+#ifndef CONN_FLUSH_BATCH
+#define CONN_FLUSH_BATCH 128
+#endif
+void conn_flush(worker_t *w);
 
 /* Bytes queued for sending and not yet written to the socket. */
 size_t conn_output_pending(const conn_t *c);

@@ -240,7 +240,7 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    conn_flush_all(arg);
+    conn_flush(arg);
 }
 
 static void on_reap(evutil_socket_t fd, short what, void *arg)
@@ -355,7 +355,7 @@ static int worker_setup(worker_t *w)
     if (w->base == NULL)
         return -1;
     w->reap_ev = event_new(w->base, -1, 0, on_reap, w);
-    w->flush_ev = event_new(w->base, -1, 0, on_flush, w);
+    w->flush_ev = evtimer_new(w->base, on_flush, w);
     w->stop_timer = evtimer_new(w->base, on_stop_timer, w);
     w->accept_retry = evtimer_new(w->base, on_accept_retry, w);
     w->sig_term = add_signal(w, SIGTERM);

@@ -35,9 +35,10 @@ typedef struct worker {
     size_t nconns;
     struct conn *reap;           /* closed connections, freed by reap_ev */
     struct event *reap_ev;
-    struct conn *flushq;         /* connections with output to write at the
-                                  * end of this iteration (conn.c) */
-    struct event *flush_ev;      /* writes them: conn_flush_all() */
+    struct conn *flush_head;     /* FIFO of connections with output to
+                                  * write (conn.c) */
+    struct conn *flush_tail;
+    struct event *flush_ev;      /* writes them: conn_flush() */
     uint64_t next_conn_id;
     bool accepting;
     bool stopping;
