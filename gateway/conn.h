@@ -1,6 +1,6 @@
 /*
  * conn.h - a client connection: one explicit state machine (memcached
- * style), one bufferevent, one timer.  Every state change goes through
+ * style), one bufferevent, one deadline (in the worker's timer heap).  Every state change goes through
  * conn_set_state().  The HTTP side (http.c) owns the states before the
  * upgrade; the WebSocket session (ws_session.c) owns the states after.
  *
@@ -40,7 +40,8 @@ typedef struct conn {
     int fd;
     struct bufferevent *bev;
     conn_state_t state;
-    struct event *timer;       /* timeout of the current state */
+    uint64_t deadline_ms;      /* timeout of the current state (mono ms) */
+    uint32_t timer_slot;       /* 1 + index in w->timers; 0: no timeout */
     char peer[48];             /* "ip:port" for logs */
     size_t head_seen;          /* http_parse_request last_len */
     size_t body_need;          /* CONN_HTTP_BODY: Content-Length */
@@ -78,7 +79,8 @@ conn_t *conn_new(worker_t *w, int fd, const char *peer, bool tls);
 void conn_set_state(conn_t *c, conn_state_t s);
 
 /* Arms the connection's single timer to fire after ms milliseconds
- * (replacing any earlier deadline); ms < 0 disarms it. */
+ * (replacing any earlier deadline); ms < 0 disarms it.  Never fails: the
+ * worker's timer heap has room for every connection (conn_new). */
 void conn_set_timeout(conn_t *c, int64_t ms);
 
 /* Closes at once: output not yet written is dropped.  Safe to call more
@@ -112,6 +114,15 @@ void conn_flush_all(worker_t *w);
 
 /* Bytes queued for sending and not yet written to the socket. */
 size_t conn_output_pending(const conn_t *c);
+
+/* Creates w's connection timer (one libevent timer for the earliest
+ * deadline of all its connections; a per-connection event would cost
+ * about 150 bytes per idle connection).  0, or -1 when out of memory.
+ * Called once by the worker after creating its event_base. */
+int conn_timers_init(worker_t *w);
+
+/* Frees what conn_timers_init() created; the connections must be gone. */
+void conn_timers_free(worker_t *w);
 
 /* Frees every reaped connection of w (called by the worker's reap event;
  * also on worker exit). */

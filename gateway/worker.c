@@ -361,8 +361,8 @@ static int worker_setup(worker_t *w)
     w->sig_term = add_signal(w, SIGTERM);
     w->sig_int = add_signal(w, SIGINT);
     w->sig_quit = add_signal(w, SIGQUIT);
-    if (!w->reap_ev || !w->flush_ev || !w->stop_timer || !w->accept_retry || !w->sig_term ||
-        !w->sig_int || !w->sig_quit)
+    if (!w->reap_ev || !w->flush_ev || !w->stop_timer || !w->accept_retry ||
+        !w->sig_term || !w->sig_int || !w->sig_quit || conn_timers_init(w) != 0)
         return -1;
     if (w->cfg->max_connections_per_ip > 0) {
         w->iptab = guard_iptab_new((size_t)w->cfg->max_connections);
@@ -396,6 +396,7 @@ static void worker_teardown(worker_t *w)
     free_event(&w->stop_timer);
     free_event(&w->reap_ev);
     free_event(&w->flush_ev);
+    conn_timers_free(w);
     if (w->base != NULL)
         event_base_free(w->base);
     w->base = NULL;
