@@ -23,9 +23,11 @@
  */
 #include "conn.h"
 
+#include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,8 +55,8 @@
 
 #define BIT(s) (1u << (s))
 
-_Static_assert(sizeof(((conn_t *)0)->ip_key) == GUARD_IP_KEY_LEN,
-               "conn_t.ip_key holds a guard_ip_key()");
+_Static_assert(sizeof(((conn_t *)0)->addr) == GUARD_IP_KEY_LEN,
+               "conn_t.addr holds a guard_ip_key()");
 
 static const char *const state_names[] = {
     [CONN_HTTP_HEAD] = "http_head", [CONN_HTTP_BODY] = "http_body",
@@ -101,7 +103,7 @@ void conn_set_state(conn_t *c, conn_state_t s)
     c->state = s;
 }
 
-/* ---- timer heap ---------------------------------------------------------- */
+/* ---- timer heap -------------------------------------------------------- */
 
 static void heap_put(worker_t *w, size_t i, conn_t *c)
 {
@@ -242,7 +244,7 @@ void conn_set_timeout(conn_t *c, int64_t ms)
     timers_arm(c->w);
 }
 
-/* ---- events ---------------------------------------------------------------- */
+/* ---- events ------------------------------------------------------------ */
 
 size_t conn_output_pending(const conn_t *c)
 {
@@ -282,9 +284,10 @@ static void discard_input(conn_t *c)
     struct evbuffer *in = bufferevent_get_input(c->bev);
     size_t n = evbuffer_get_length(in);
     evbuffer_drain(in, n);
-    c->linger_bytes += n;
-    if (c->linger_bytes > CONN_LINGER_MAX_BYTES)
+    if (n > CONN_LINGER_MAX_BYTES - c->linger_bytes)
         conn_close(c);
+    else
+        c->linger_bytes += (uint32_t)n;
 }
 
 static void on_read(struct bufferevent *bev, void *arg)
@@ -421,14 +424,14 @@ static void tls_failed(conn_t *c, const char *how)
     if (now - last_ms >= 1000) {
         log_info("tls_handshake_failed",
                  "id=%" PRIu64 " peer=%s how=%s reason=\"%s\" suppressed=%u",
-                 c->id, c->peer, how, reason, suppressed);
+                 c->id, conn_peer(c), how, reason, suppressed);
         last_ms = now;
         suppressed = 0;
     } else {
         suppressed++;
         log_debug("tls_handshake_failed",
-                  "id=%" PRIu64 " peer=%s how=%s reason=\"%s\"", c->id, c->peer,
-                  how, reason);
+                  "id=%" PRIu64 " peer=%s how=%s reason=\"%s\"", c->id,
+                  conn_peer(c), how, reason);
     }
 }
 
@@ -522,13 +525,42 @@ static int conn_setup(conn_t *c, worker_t *w, int fd, bool tls)
     return bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
-conn_t *conn_new(worker_t *w, int fd, const char *peer, bool tls)
+/* Keeps ss as the client address of c. */
+static void set_peer(conn_t *c, const struct sockaddr_storage *ss)
+{
+    if (guard_ip_key((const struct sockaddr *)ss, c->addr) != 0)
+        return; /* family 0: unknown */
+    c->family = (uint8_t)ss->ss_family;
+    if (ss->ss_family == AF_INET)
+        c->port = ntohs(((const struct sockaddr_in *)ss)->sin_port);
+    else
+        c->port = ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+}
+
+const char *conn_peer(const conn_t *c)
+{
+    static char out[INET6_ADDRSTRLEN + 8];
+    char ip[INET6_ADDRSTRLEN] = "?";
+    if (c->family == AF_INET) {
+        inet_ntop(AF_INET, c->addr + 12, ip, sizeof ip);
+        snprintf(out, sizeof out, "%s:%u", ip, c->port);
+    } else if (c->family == AF_INET6) {
+        inet_ntop(AF_INET6, c->addr, ip, sizeof ip);
+        snprintf(out, sizeof out, "[%s]:%u", ip, c->port);
+    } else {
+        snprintf(out, sizeof out, "unknown");
+    }
+    return out;
+}
+
+conn_t *conn_new(worker_t *w, int fd, const struct sockaddr_storage *ss,
+                 bool tls)
 {
     conn_t *c = NULL;
     if (timers_reserve(w, w->nconns + 1) == 0)
         c = calloc(1, sizeof *c);
     if (c == NULL || conn_setup(c, w, fd, tls) != 0) {
-        log_warn("conn_new_failed", "fd=%d peer=%s", fd, peer);
+        log_warn("conn_new_failed", "fd=%d", fd);
         conn_discard(c, fd);
         return NULL;
     }
@@ -537,7 +569,7 @@ conn_t *conn_new(worker_t *w, int fd, const char *peer, bool tls)
     c->id = ++w->next_conn_id;
     c->state = CONN_HTTP_HEAD;
     c->tls = tls;
-    snprintf(c->peer, sizeof c->peer, "%s", peer);
+    set_peer(c, ss);
     c->next = w->conns;
     if (w->conns != NULL)
         w->conns->prev = c;
@@ -546,7 +578,8 @@ conn_t *conn_new(worker_t *w, int fd, const char *peer, bool tls)
     STAT_ADD(w->stats, conns_total, 1);
     STAT_ADD(w->stats, conns_open, 1);
     conn_set_timeout(c, w->cfg->header_timeout_ms);
-    log_debug("conn_open", "id=%" PRIu64 " fd=%d peer=%s", c->id, fd, peer);
+    log_debug("conn_open", "id=%" PRIu64 " fd=%d peer=%s", c->id, fd,
+              conn_peer(c));
     return c;
 }
 
@@ -577,13 +610,13 @@ void conn_close(conn_t *c)
     w->nconns--;
     STAT_ADD(w->stats, conns_open, -1);
     if (c->ip_counted) {
-        guard_ip_release(w->iptab, c->ip_key);
+        guard_ip_release(w->iptab, c->addr);
         c->ip_counted = false;
     }
     c->reap_next = w->reap;
     w->reap = c;
     event_active(w->reap_ev, EV_TIMEOUT, 0);
-    log_debug("conn_close", "id=%" PRIu64 " peer=%s", c->id, c->peer);
+    log_debug("conn_close", "id=%" PRIu64 " peer=%s", c->id, conn_peer(c));
 }
 
 void conn_close_after_write(conn_t *c, int64_t timeout_ms)
@@ -610,7 +643,7 @@ void conn_reap_all(worker_t *w)
         w->reap = c->reap_next;
         ws_session_free(c->ws);
         c->ws = NULL;
-        timer_remove(c); /* not armed since conn_close(); kept safe */
+        timer_remove(c);          /* not armed since conn_close(); kept safe */
         bufferevent_free(c->bev); /* closes c->fd */
         free(c);
     }

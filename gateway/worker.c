@@ -88,23 +88,6 @@ static void on_accept_retry(evutil_socket_t fd, short what, void *arg)
         accept_enable(w, true);
 }
 
-static void format_peer(const struct sockaddr_storage *ss, char *out,
-                        size_t cap)
-{
-    char ip[INET6_ADDRSTRLEN] = "?";
-    if (ss->ss_family == AF_INET) {
-        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
-        inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
-        snprintf(out, cap, "%s:%u", ip, ntohs(a->sin_port));
-    } else if (ss->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
-        inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
-        snprintf(out, cap, "[%s]:%u", ip, ntohs(a->sin6_port));
-    } else {
-        snprintf(out, cap, "unknown");
-    }
-}
-
 /* Handles an accept4() failure; true when accepting may go on at once. */
 static bool accept_failed(worker_t *w, int err)
 {
@@ -158,24 +141,20 @@ static int count_address(worker_t *w, const struct sockaddr_storage *ss,
 static void accept_one(worker_t *w, int fd, const struct sockaddr_storage *ss,
                        bool tls)
 {
-    char peer[64];
     uint8_t key[GUARD_IP_KEY_LEN];
     int one = 1;
     if (ss->ss_family == AF_INET || ss->ss_family == AF_INET6)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    format_peer(ss, peer, sizeof peer);
     bool over = w->nconns >= (size_t)w->cfg->max_connections;
     int counted = over ? -1 : count_address(w, ss, key);
-    conn_t *c = conn_new(w, fd, peer, tls);
+    conn_t *c = conn_new(w, fd, ss, tls);
     if (c == NULL) {
         if (counted == 1)
             guard_ip_release(w->iptab, key);
         return;
     }
-    if (counted == 1) {
-        c->ip_counted = true;
-        memcpy(c->ip_key, key, sizeof c->ip_key);
-    }
+    if (counted == 1)
+        c->ip_counted = true; /* c->addr == key: both are guard_ip_key() */
     if (!over && counted != 0)
         return;
     STAT_ADD(w->stats, handshake_failures[HS_FAIL_LIMIT], 1);
@@ -184,7 +163,7 @@ static void accept_one(worker_t *w, int fd, const struct sockaddr_storage *ss,
         http_send_error(c, 503, "connection limit", NULL);
         return;
     }
-    log_debug("conn_limit_per_ip", "peer=%s limit=%lld", peer,
+    log_debug("conn_limit_per_ip", "peer=%s limit=%lld", conn_peer(c),
               (long long)w->cfg->max_connections_per_ip);
     http_send_error(c, 503, "too many connections from your address", NULL);
 }

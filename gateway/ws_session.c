@@ -205,7 +205,7 @@ static void ws_open(conn_t *c, const ws_answer_t *a)
         STAT_ADD(st, ws_plain_total, 1);
     }
     log_debug("ws_open", "id=%" PRIu64 " mode=%s peer=%s", c->id,
-              s->json ? "json" : "plain", c->peer);
+              s->json ? "json" : "plain", conn_peer(c));
 }
 
 /* Accepts the client's first acceptable permessage-deflate offer when the
@@ -399,7 +399,7 @@ void ws_session_slow_consumer(conn_t *c)
         return;
     STAT_ADD(c->w->stats, slow_consumer_closes, 1);
     log_info("slow_consumer", "id=%" PRIu64 " peer=%s pending=%zu", c->id,
-             c->peer, conn_output_pending(c));
+             conn_peer(c), conn_output_pending(c));
     trim_output(c);
     queue_close(c, WS_CLOSE_TRY_AGAIN, "slow consumer");
     chat_conn_gone(c);
@@ -414,7 +414,7 @@ static void protocol_close(conn_t *c, uint16_t code, const char *reason)
     log_info("ws_protocol_close",
              "id=%" PRIu64 " peer=%s code=%u "
              "reason=\"%s\"",
-             c->id, c->peer, code, reason);
+             c->id, conn_peer(c), code, reason);
     start_close(c, code, reason);
 }
 
@@ -634,7 +634,7 @@ static void on_idle_timer(conn_t *c)
         if (waited >= (uint64_t)cfg->pong_timeout_ms) {
             log_info("ws_peer_dead",
                      "id=%" PRIu64 " peer=%s silent_ms=%" PRIu64, c->id,
-                     c->peer, now - s->last_rx_ms);
+                     conn_peer(c), now - s->last_rx_ms);
             conn_close(c);
             return;
         }
