@@ -51,7 +51,7 @@ typedef struct {
  * pointer. */
 struct ws_session {
     conn_t *c;
-    ws_parser_t parser;
+    ws_parser_t *parser; /* NULL between messages (see parser_get()) */
     member_t *members;   /* rooms of this connection */
     ws_answer_t *answer; /* CONN_WS_PENDING only; NULL otherwise */
     ws_deflate_t *dfl;   /* NULL unless permessage-deflate was agreed */
@@ -82,6 +82,17 @@ static struct {
     pmd_buf_t out;
     bool ready;
 } wsz;
+
+/* The frame parser of the worker's sessions that are between messages
+ * (nearly all of them, at any time): a session owns a parser only while a
+ * frame or fragmented message of its own is partly read, so an idle
+ * connection holds no parser state (bench/findings.md F4).  busy while a
+ * read callback uses it: a nested read (another connection's, from inside
+ * a message handler) gets a parser of its own. */
+static struct {
+    ws_parser_t p;
+    bool busy;
+} wsp;
 
 /* ---- output -------------------------------------------------------------- */
 
@@ -252,13 +263,6 @@ static struct ws_session *session_new(conn_t *c, const ws_handshake_t *hs,
     s->json = ws_offers_protocol(hs, WS_PROTOCOL);
     memcpy(a->accept, hs->accept, sizeof a->accept);
     negotiate_deflate(c, s, hs, a->ext);
-    ws_parser_config_t pc = {
-        .max_message = (size_t)cfg->max_message,
-        .require_mask = true,
-        .reject_mask = false,
-        .allowed_rsv = s->dfl != NULL ? WS_RSV1 : 0,
-    };
-    ws_parser_init(&s->parser, &pc);
     if (cfg->rate_limit > 0)
         ratelimit_init(&s->rl, (uint32_t)cfg->rate_limit,
                        (uint32_t)cfg->rate_burst);
@@ -589,24 +593,79 @@ static void check_backlog(conn_t *c)
         ws_session_slow_consumer(c);
 }
 
+/* The parser for c's input: its own when a frame is partly read, else
+ * the worker's (or, nested, a new one).  NULL when out of memory. */
+static ws_parser_t *parser_get(conn_t *c)
+{
+    struct ws_session *s = c->ws;
+    if (s->parser != NULL)
+        return s->parser;
+    ws_parser_config_t pc = {
+        .max_message = (size_t)c->w->cfg->max_message,
+        .require_mask = true,
+        .reject_mask = false,
+        .allowed_rsv = s->dfl != NULL ? WS_RSV1 : 0,
+    };
+    if (!wsp.busy) {
+        ws_parser_init(&wsp.p, &pc);
+        wsp.busy = true;
+        return &wsp.p;
+    }
+    s->parser = malloc(sizeof *s->parser);
+    if (s->parser != NULL)
+        ws_parser_init(s->parser, &pc);
+    return s->parser;
+}
+
+/* The read is over: c keeps a parser only if a frame is partly read (the
+ * worker's moves into a new one then; it holds no pointer into itself). */
+static void parser_put(conn_t *c, ws_parser_t *p)
+{
+    struct ws_session *s = c->ws;
+    if (p != &wsp.p) {
+        if (ws_parser_idle(p)) {
+            ws_parser_free(p);
+            free(p);
+            s->parser = NULL;
+        }
+        return;
+    }
+    wsp.busy = false;
+    if (s->parse_failed || ws_parser_idle(p)) {
+        ws_parser_free(p);
+        return;
+    }
+    s->parser = malloc(sizeof *s->parser);
+    if (s->parser == NULL) {
+        ws_parser_free(p);
+        fail_message(c, WS_CLOSE_INTERNAL, "out of memory");
+        return;
+    }
+    memcpy(s->parser, p, sizeof *p); /* the message buffer moves too */
+}
+
 void ws_session_on_read(conn_t *c)
 {
     struct ws_session *s = c->ws;
     struct evbuffer *in = bufferevent_get_input(c->bev);
     if (s == NULL || c->state == CONN_WS_PENDING)
         return; /* no frame may come before the 101 */
-    if (evbuffer_get_length(in) > 0)
-        s->last_rx_ms = util_mono_ms();
+    if (evbuffer_get_length(in) == 0)
+        return;
+    s->last_rx_ms = util_mono_ms();
+    ws_parser_t *p = NULL;
+    if (!s->parse_failed && (p = parser_get(c)) == NULL)
+        fail_message(c, WS_CLOSE_INTERNAL, "out of memory");
     while ((c->state == CONN_WS_OPEN || c->state == CONN_WS_CLOSING) &&
-           !s->parse_failed && evbuffer_get_length(in) > 0) {
+           p != NULL && !s->parse_failed && evbuffer_get_length(in) > 0) {
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
             break;
         ws_message_t m;
-        ssize_t n = ws_parser_feed(&s->parser, v.iov_base, v.iov_len, &m);
+        ssize_t n = ws_parser_feed(p, v.iov_base, v.iov_len, &m);
         if (n < 0) {
             s->parse_failed = true;
-            protocol_close(c, s->parser.error_code, s->parser.error);
+            protocol_close(c, p->error_code, p->error);
             break;
         }
         evbuffer_drain(in, (size_t)n);
@@ -616,6 +675,8 @@ void ws_session_on_read(conn_t *c)
             check_backlog(c);
         }
     }
+    if (p != NULL)
+        parser_put(c, p);
     if (s->parse_failed || c->state == CONN_DRAINING)
         evbuffer_drain(in, evbuffer_get_length(in));
 }
@@ -690,7 +751,9 @@ void ws_session_free(struct ws_session *s)
 {
     if (s == NULL)
         return;
-    ws_parser_free(&s->parser);
+    if (s->parser != NULL)
+        ws_parser_free(s->parser);
+    free(s->parser);
     if (s->dfl != NULL)
         pmd_inflater_free(&s->dfl->inflater);
     free(s->dfl);
