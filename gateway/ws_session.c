@@ -50,14 +50,12 @@ typedef struct {
  * F4); state needed only at the upgrade or with an option goes behind a
  * pointer. */
 struct ws_session {
-    conn_t *c;
     ws_parser_t *parser; /* NULL between messages (see parser_get()) */
     member_t *members;   /* rooms of this connection */
     ws_answer_t *answer; /* CONN_WS_PENDING only; NULL otherwise */
     ws_deflate_t *dfl;   /* NULL unless permessage-deflate was agreed */
     /* rate limit of data messages (docs/security.md, "Rate limits") */
     ratelimit_t rl;
-    uint64_t over; /* messages over the limit in a row */
     uint64_t last_rx_ms;
     uint64_t ping_sent_ms;
     /* output accounting, to cut a slow consumer's queue at a frame
@@ -66,6 +64,7 @@ struct ws_session {
     uint64_t ckpt[WS_CKPT];
     uint64_t ckpt_last;
     unsigned ckpt_i;
+    uint32_t over; /* messages over the limit in a row (<= rate_burst + 1) */
     bool json;
     bool opened; /* the 101 was sent (gauges counted) */
     bool close_sent;
@@ -259,7 +258,6 @@ static struct ws_session *session_new(conn_t *c, const ws_handshake_t *hs,
     struct ws_session *s = calloc(1, sizeof *s);
     if (s == NULL)
         return NULL;
-    s->c = c;
     s->json = ws_offers_protocol(hs, WS_PROTOCOL);
     memcpy(a->accept, hs->accept, sizeof a->accept);
     negotiate_deflate(c, s, hs, a->ext);
@@ -531,7 +529,7 @@ static rate_t rate_check(conn_t *c)
     }
     if (++s->over > (uint64_t)cfg->rate_burst)
         return RATE_FLOOD;
-    log_debug("rate_limited", "id=%" PRIu64 " over=%" PRIu64, c->id, s->over);
+    log_debug("rate_limited", "id=%" PRIu64 " over=%" PRIu32, c->id, s->over);
     return RATE_OVER;
 }
 
