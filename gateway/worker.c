@@ -31,6 +31,7 @@
 #include "log.h"
 #include "static.h"
 #include "util.h"
+#include "ws_handshake.h"
 #include "ws_session.h"
 
 #define ACCEPT_BATCH 16     /* connections accepted per wake-up */
@@ -386,10 +387,24 @@ static void worker_teardown(worker_t *w)
     w->iptab = NULL;
 }
 
+/* Computes one Sec-WebSocket-Accept so OpenSSL's lazy setup of SHA-1
+ * (about 2.5 MB of code and tables faulted in by the first digest, shared
+ * with the other processes) happens at start rather than in the first
+ * client's handshake, and a broken SHA-1 is reported at once. */
+static void warm_up_sha1(void)
+{
+    static const char key[] = "dGhlIHNhbXBsZSBub25jZQ==";
+    char accept[WS_ACCEPT_LEN + 1];
+    if (ws_accept_key(key, sizeof key - 1, accept) != 0)
+        log_error("sha1_unavailable",
+                  "reason=\"WebSocket upgrades will be answered 500\"");
+}
+
 /* Starts the chat side and runs the loop; returns the exit status. */
 static int worker_serve(worker_t *w)
 {
     char err[256];
+    warm_up_sha1();
     if (chat_start(w, err, sizeof err) != 0) {
         log_error("worker_chat_failed", "error=\"%s\"", err);
         return 2;
