@@ -61,6 +61,12 @@ void ws_parser_free(ws_parser_t *p)
     p->msg_len = 0;
 }
 
+bool ws_parser_idle(const ws_parser_t *p)
+{
+    return p->hdr_need == 2 && p->hdr_have == 0 && !p->in_message &&
+           p->error_code == 0;
+}
+
 /* Frame rules decided by the 2 fixed header bytes. */
 static int check_frame_kind(ws_parser_t *p)
 {

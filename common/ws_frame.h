@@ -110,6 +110,13 @@ void ws_parser_init(ws_parser_t *p, const ws_parser_config_t *cfg);
 /* Releases the message buffer; p may be initialized again afterwards. */
 void ws_parser_free(ws_parser_t *p);
 
+/* True when p holds nothing of the stream: no frame or fragmented message
+ * is partly read, and no error.  Then a fresh parser with the same config
+ * would go on exactly as p (a server can keep parsers only for connections
+ * in the middle of a frame).  A parser holds no pointer into itself, so it
+ * may also be moved with memcpy at any point between feeds. */
+bool ws_parser_idle(const ws_parser_t *p);
+
 /*
  * Consumes bytes from in[0..len) until one message or control frame is
  * complete or the input is used up.  Returns the number of bytes consumed

@@ -1,7 +1,12 @@
 /*
- * conn.c - the connection state machine: one bufferevent, one timer, and
- * dispatchers that route every event by state to http.c (before the
+ * conn.c - the connection state machine: one bufferevent, one deadline,
+ * and dispatchers that route every event by state to http.c (before the
  * upgrade) or ws_session.c (after it).
+ *
+ * Timeouts: each connection has at most one deadline, kept in its worker's
+ * min-heap (w->timers, room reserved for every connection in conn_new());
+ * one libevent timer fires at the earliest deadline.  This replaces one
+ * struct event per connection (bench/findings.md F4).
  *
  * Closing is two-step (conn.h): conn_close() marks the connection dead and
  * queues it; the worker's reap event frees it.  conn_close_after_write()
@@ -18,9 +23,11 @@
  */
 #include "conn.h"
 
+#include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,8 +55,8 @@
 
 #define BIT(s) (1u << (s))
 
-_Static_assert(sizeof(((conn_t *)0)->ip_key) == GUARD_IP_KEY_LEN,
-               "conn_t.ip_key holds a guard_ip_key()");
+_Static_assert(sizeof(((conn_t *)0)->addr) == GUARD_IP_KEY_LEN,
+               "conn_t.addr holds a guard_ip_key()");
 
 static const char *const state_names[] = {
     [CONN_HTTP_HEAD] = "http_head", [CONN_HTTP_BODY] = "http_body",
@@ -96,16 +103,148 @@ void conn_set_state(conn_t *c, conn_state_t s)
     c->state = s;
 }
 
-void conn_set_timeout(conn_t *c, int64_t ms)
+/* ---- timer heap -------------------------------------------------------- */
+
+static void heap_put(worker_t *w, size_t i, conn_t *c)
 {
-    if (ms < 0) {
-        evtimer_del(c->timer);
-        return;
+    w->timers[i] = c;
+    c->timer_slot = (uint32_t)(i + 1);
+}
+
+static void sift_up(worker_t *w, size_t i)
+{
+    conn_t *c = w->timers[i];
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (w->timers[parent]->deadline_ms <= c->deadline_ms)
+            break;
+        heap_put(w, i, w->timers[parent]);
+        i = parent;
     }
+    heap_put(w, i, c);
+}
+
+static void sift_down(worker_t *w, size_t i)
+{
+    conn_t *c = w->timers[i];
+    for (;;) {
+        size_t k = 2 * i + 1;
+        if (k >= w->ntimers)
+            break;
+        if (k + 1 < w->ntimers &&
+            w->timers[k + 1]->deadline_ms < w->timers[k]->deadline_ms)
+            k++;
+        if (c->deadline_ms <= w->timers[k]->deadline_ms)
+            break;
+        heap_put(w, i, w->timers[k]);
+        i = k;
+    }
+    heap_put(w, i, c);
+}
+
+static void timer_remove(conn_t *c)
+{
+    worker_t *w = c->w;
+    if (c->timer_slot == 0)
+        return;
+    size_t i = c->timer_slot - 1;
+    c->timer_slot = 0;
+    conn_t *last = w->timers[--w->ntimers];
+    if (i == w->ntimers)
+        return;
+    heap_put(w, i, last);
+    sift_up(w, i);
+    sift_down(w, last->timer_slot - 1);
+}
+
+/* Makes sure timers_ev fires no later than the earliest deadline (firing
+ * earlier is harmless: fire_timers() re-arms). */
+static void timers_arm(worker_t *w)
+{
+    if (w->ntimers == 0)
+        return;
+    uint64_t d = w->timers[0]->deadline_ms;
+    if (w->timers_armed_ms != 0 && w->timers_armed_ms <= d)
+        return;
+    uint64_t now = util_mono_ms();
+    uint64_t ms = d > now ? d - now : 0;
     struct timeval tv = {.tv_sec = (time_t)(ms / 1000),
                          .tv_usec = (suseconds_t)(ms % 1000) * 1000};
-    evtimer_add(c->timer, &tv);
+    if (evtimer_add(w->timers_ev, &tv) != 0) {
+        log_error("conn_timer_failed", "reason=\"evtimer_add\"");
+        return;
+    }
+    w->timers_armed_ms = d;
 }
+
+static void on_timer(conn_t *c);
+
+/* Runs the timeout of every connection due now; a callback that re-arms
+ * its connection for now runs again at the next loop iteration at the
+ * latest (the budget bounds the work per wake-up). */
+static void fire_timers(evutil_socket_t fd, short what, void *arg)
+{
+    worker_t *w = arg;
+    (void)fd;
+    (void)what;
+    w->timers_armed_ms = 0;
+    uint64_t now = util_mono_ms();
+    for (size_t budget = w->ntimers; budget > 0 && w->ntimers > 0; budget--) {
+        conn_t *c = w->timers[0];
+        if (c->deadline_ms > now)
+            break;
+        timer_remove(c);
+        on_timer(c);
+    }
+    timers_arm(w);
+}
+
+/* Room in the heap for n connections.  0 or -1. */
+static int timers_reserve(worker_t *w, size_t n)
+{
+    if (n <= w->timers_cap)
+        return 0;
+    size_t cap = w->timers_cap < 64 ? 64 : w->timers_cap * 2;
+    while (cap < n)
+        cap *= 2;
+    conn_t **t = realloc(w->timers, cap * sizeof *t);
+    if (t == NULL)
+        return -1;
+    w->timers = t;
+    w->timers_cap = cap;
+    return 0;
+}
+
+int conn_timers_init(worker_t *w)
+{
+    w->timers_ev = evtimer_new(w->base, fire_timers, w);
+    return w->timers_ev != NULL ? 0 : -1;
+}
+
+void conn_timers_free(worker_t *w)
+{
+    if (w->timers_ev != NULL)
+        event_free(w->timers_ev);
+    w->timers_ev = NULL;
+    free(w->timers);
+    w->timers = NULL;
+    w->ntimers = w->timers_cap = 0;
+    w->timers_armed_ms = 0;
+}
+
+void conn_set_timeout(conn_t *c, int64_t ms)
+{
+    timer_remove(c);
+    if (ms < 0 || c->state == CONN_CLOSED)
+        return; /* a closed connection leaves the heap for good */
+    c->deadline_ms = util_mono_ms() + (uint64_t)ms;
+    size_t i = c->w->ntimers++;
+    c->w->timers[i] = c;
+    sift_up(c->w, i);
+    timers_arm(c->w);
+}
+
+/* ---- events ------------------------------------------------------------ */
 
 size_t conn_output_pending(const conn_t *c)
 {
@@ -145,9 +284,10 @@ static void discard_input(conn_t *c)
     struct evbuffer *in = bufferevent_get_input(c->bev);
     size_t n = evbuffer_get_length(in);
     evbuffer_drain(in, n);
-    c->linger_bytes += n;
-    if (c->linger_bytes > CONN_LINGER_MAX_BYTES)
+    if (n > CONN_LINGER_MAX_BYTES - c->linger_bytes)
         conn_close(c);
+    else
+        c->linger_bytes += (uint32_t)n;
 }
 
 static void on_read(struct bufferevent *bev, void *arg)
@@ -305,14 +445,14 @@ static void tls_failed(conn_t *c, const char *how)
     if (now - last_ms >= 1000) {
         log_info("tls_handshake_failed",
                  "id=%" PRIu64 " peer=%s how=%s reason=\"%s\" suppressed=%u",
-                 c->id, c->peer, how, reason, suppressed);
+                 c->id, conn_peer(c), how, reason, suppressed);
         last_ms = now;
         suppressed = 0;
     } else {
         suppressed++;
         log_debug("tls_handshake_failed",
-                  "id=%" PRIu64 " peer=%s how=%s reason=\"%s\"", c->id, c->peer,
-                  how, reason);
+                  "id=%" PRIu64 " peer=%s how=%s reason=\"%s\"", c->id,
+                  conn_peer(c), how, reason);
     }
 }
 
@@ -351,11 +491,8 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     conn_close(c);
 }
 
-static void on_timer(evutil_socket_t fd, short what, void *arg)
+static void on_timer(conn_t *c)
 {
-    conn_t *c = arg;
-    (void)fd;
-    (void)what;
     if (c->tls && !c->tls_done && c->state == CONN_HTTP_HEAD) {
         tls_failed(c, "timeout");
         conn_close(c);
@@ -374,8 +511,6 @@ static void conn_discard(conn_t *c, int fd)
         bufferevent_free(c->bev); /* closes fd (BEV_OPT_CLOSE_ON_FREE) */
     else
         close(fd);
-    if (c != NULL && c->timer != NULL)
-        event_free(c->timer);
     free(c);
 }
 
@@ -405,20 +540,48 @@ static int conn_setup(conn_t *c, worker_t *w, int fd, bool tls)
         c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (c->bev == NULL)
         return -1;
-    c->timer = evtimer_new(w->base, on_timer, c);
-    if (c->timer == NULL)
-        return -1;
     bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
     bufferevent_setwatermark(c->bev, EV_READ, 0,
                              (size_t)w->cfg->max_head + CONN_HEAD_MARGIN);
     return bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
-conn_t *conn_new(worker_t *w, int fd, const char *peer, bool tls)
+/* Keeps ss as the client address of c. */
+static void set_peer(conn_t *c, const struct sockaddr_storage *ss)
 {
-    conn_t *c = calloc(1, sizeof *c);
+    if (guard_ip_key((const struct sockaddr *)ss, c->addr) != 0)
+        return; /* family 0: unknown */
+    c->family = (uint8_t)ss->ss_family;
+    if (ss->ss_family == AF_INET)
+        c->port = ntohs(((const struct sockaddr_in *)ss)->sin_port);
+    else
+        c->port = ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+}
+
+const char *conn_peer(const conn_t *c)
+{
+    static char out[INET6_ADDRSTRLEN + 8];
+    char ip[INET6_ADDRSTRLEN] = "?";
+    if (c->family == AF_INET) {
+        inet_ntop(AF_INET, c->addr + 12, ip, sizeof ip);
+        snprintf(out, sizeof out, "%s:%u", ip, c->port);
+    } else if (c->family == AF_INET6) {
+        inet_ntop(AF_INET6, c->addr, ip, sizeof ip);
+        snprintf(out, sizeof out, "[%s]:%u", ip, c->port);
+    } else {
+        snprintf(out, sizeof out, "unknown");
+    }
+    return out;
+}
+
+conn_t *conn_new(worker_t *w, int fd, const struct sockaddr_storage *ss,
+                 bool tls)
+{
+    conn_t *c = NULL;
+    if (timers_reserve(w, w->nconns + 1) == 0)
+        c = calloc(1, sizeof *c);
     if (c == NULL || conn_setup(c, w, fd, tls) != 0) {
-        log_warn("conn_new_failed", "fd=%d peer=%s", fd, peer);
+        log_warn("conn_new_failed", "fd=%d", fd);
         conn_discard(c, fd);
         return NULL;
     }
@@ -427,7 +590,7 @@ conn_t *conn_new(worker_t *w, int fd, const char *peer, bool tls)
     c->id = ++w->next_conn_id;
     c->state = CONN_HTTP_HEAD;
     c->tls = tls;
-    snprintf(c->peer, sizeof c->peer, "%s", peer);
+    set_peer(c, ss);
     c->next = w->conns;
     if (w->conns != NULL)
         w->conns->prev = c;
@@ -436,7 +599,8 @@ conn_t *conn_new(worker_t *w, int fd, const char *peer, bool tls)
     STAT_ADD(w->stats, conns_total, 1);
     STAT_ADD(w->stats, conns_open, 1);
     conn_set_timeout(c, w->cfg->header_timeout_ms);
-    log_debug("conn_open", "id=%" PRIu64 " fd=%d peer=%s", c->id, fd, peer);
+    log_debug("conn_open", "id=%" PRIu64 " fd=%d peer=%s", c->id, fd,
+              conn_peer(c));
     return c;
 }
 
@@ -456,7 +620,7 @@ void conn_close(conn_t *c)
     if (c->corked)
         flush_unlink(c);
     bufferevent_disable(c->bev, EV_READ | EV_WRITE);
-    evtimer_del(c->timer);
+    timer_remove(c);
     worker_t *w = c->w;
     if (c->prev != NULL)
         c->prev->next = c->next;
@@ -469,13 +633,13 @@ void conn_close(conn_t *c)
     w->nconns--;
     STAT_ADD(w->stats, conns_open, -1);
     if (c->ip_counted) {
-        guard_ip_release(w->iptab, c->ip_key);
+        guard_ip_release(w->iptab, c->addr);
         c->ip_counted = false;
     }
     c->reap_next = w->reap;
     w->reap = c;
     event_active(w->reap_ev, EV_TIMEOUT, 0);
-    log_debug("conn_close", "id=%" PRIu64 " peer=%s", c->id, c->peer);
+    log_debug("conn_close", "id=%" PRIu64 " peer=%s", c->id, conn_peer(c));
 }
 
 void conn_close_after_write(conn_t *c, int64_t timeout_ms)
@@ -501,8 +665,8 @@ void conn_reap_all(worker_t *w)
         w->reap = c->reap_next;
         ws_session_free(c->ws);
         c->ws = NULL;
+        timer_remove(c);          /* not armed since conn_close(); kept safe */
         bufferevent_free(c->bev); /* closes c->fd */
-        event_free(c->timer);
         free(c);
     }
 }

@@ -86,7 +86,7 @@ static void access_log(conn_t *c, int status, size_t bytes)
              "method=%.*s path=\"%.*s\" status=%d bytes=%zu "
              "peer=%s",
              mlen, r ? r->method : "-", plen, r ? r->target : "-", status,
-             bytes, c->peer);
+             bytes, conn_peer(c));
 }
 
 /* Writes the status line and the common headers; extra is NULL or
@@ -442,7 +442,7 @@ static void send_file(conn_t *c, const http_request_t *req, static_file_t *f)
         close(f->fd);
     } else if (evbuffer_add_file(bufferevent_get_output(c->bev), f->fd, 0,
                                  f->size) != 0) {
-        log_warn("http_sendfile_failed", "peer=%s", c->peer);
+        log_warn("http_sendfile_failed", "peer=%s", conn_peer(c));
         conn_close(c);
         return;
     }
@@ -538,7 +538,8 @@ static void route_upgrade(conn_t *c, const http_request_t *req,
     }
     if (!origin_ok(c, req)) {
         STAT_ADD(c->w->stats, handshake_failures[HS_FAIL_ORIGIN], 1);
-        log_debug("origin_refused", "id=%" PRIu64 " peer=%s", c->id, c->peer);
+        log_debug("origin_refused", "id=%" PRIu64 " peer=%s", c->id,
+                  conn_peer(c));
         http_send_error(c, 403, "origin not allowed", NULL);
         return;
     }
@@ -648,7 +649,7 @@ static void serve_head(conn_t *c, struct evbuffer *in, size_t head_len)
     }
     if (evbuffer_remove(in, scratch, head_len) != (int)head_len ||
         http_parse_request(scratch, head_len, 0, &lim, &req) != (int)head_len) {
-        log_error("http_reparse_failed", "peer=%s", c->peer);
+        log_error("http_reparse_failed", "peer=%s", conn_peer(c));
         conn_close(c);
         return;
     }
@@ -692,7 +693,7 @@ void http_read_body(conn_t *c, size_t len, bool expect_continue)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
     conn_set_state(c, CONN_HTTP_BODY);
-    c->body_need = len;
+    c->body_need = (uint32_t)len; /* api.c checked it against api_max_body */
     set_read_limit(c, len);
     conn_set_timeout(c, c->w->cfg->header_timeout_ms);
     if (expect_continue && evbuffer_get_length(in) < len)
@@ -751,7 +752,7 @@ void http_on_read(conn_t *c)
         req.error = "request head too large";
     }
     if (r == HTTP_PARSE_INCOMPLETE) {
-        c->head_seen = n;
+        c->head_seen = (uint32_t)n; /* <= max_head (1 MiB at most) */
         if (c->peer_eof)
             conn_close(c);
         return;

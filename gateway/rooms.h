@@ -56,21 +56,23 @@ typedef struct rmsg {
 
 struct room;
 
+/* One per connection and room: fields ordered so no padding is left
+ * (112 -> 96 bytes; bench/findings.md F4). */
 typedef struct member {
     conn_t *c;
     struct room *room;
-    bool json;
-    member_state_t state;
-    char nick[NAME_MAX_NICK + 1];
     size_t nick_len;
     uint64_t last_seq;        /* last seq delivered to this member */
     size_t index;             /* in room->members */
     struct member *conn_next; /* the connection's other rooms */
+    member_state_t state;
     /* join in progress (chat.c) */
-    bool rejoin;      /* epoch changed: join again (silently) */
-    bool recovered;   /* from the JOINED reply */
     uint32_t members; /* from the JOINED reply */
     unsigned nreq;    /* requests in flight naming this member */
+    char nick[NAME_MAX_NICK + 1];
+    bool json;
+    bool rejoin;    /* epoch changed: join again (silently) */
+    bool recovered; /* from the JOINED reply */
 } member_t;
 
 typedef struct room {

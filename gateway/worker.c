@@ -31,6 +31,7 @@
 #include "log.h"
 #include "static.h"
 #include "util.h"
+#include "ws_handshake.h"
 #include "ws_session.h"
 
 #define ACCEPT_BATCH 16     /* connections accepted per wake-up */
@@ -88,23 +89,6 @@ static void on_accept_retry(evutil_socket_t fd, short what, void *arg)
         accept_enable(w, true);
 }
 
-static void format_peer(const struct sockaddr_storage *ss, char *out,
-                        size_t cap)
-{
-    char ip[INET6_ADDRSTRLEN] = "?";
-    if (ss->ss_family == AF_INET) {
-        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
-        inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
-        snprintf(out, cap, "%s:%u", ip, ntohs(a->sin_port));
-    } else if (ss->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
-        inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
-        snprintf(out, cap, "[%s]:%u", ip, ntohs(a->sin6_port));
-    } else {
-        snprintf(out, cap, "unknown");
-    }
-}
-
 /* Handles an accept4() failure; true when accepting may go on at once. */
 static bool accept_failed(worker_t *w, int err)
 {
@@ -158,24 +142,20 @@ static int count_address(worker_t *w, const struct sockaddr_storage *ss,
 static void accept_one(worker_t *w, int fd, const struct sockaddr_storage *ss,
                        bool tls)
 {
-    char peer[64];
     uint8_t key[GUARD_IP_KEY_LEN];
     int one = 1;
     if (ss->ss_family == AF_INET || ss->ss_family == AF_INET6)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    format_peer(ss, peer, sizeof peer);
     bool over = w->nconns >= (size_t)w->cfg->max_connections;
     int counted = over ? -1 : count_address(w, ss, key);
-    conn_t *c = conn_new(w, fd, peer, tls);
+    conn_t *c = conn_new(w, fd, ss, tls);
     if (c == NULL) {
         if (counted == 1)
             guard_ip_release(w->iptab, key);
         return;
     }
-    if (counted == 1) {
-        c->ip_counted = true;
-        memcpy(c->ip_key, key, sizeof c->ip_key);
-    }
+    if (counted == 1)
+        c->ip_counted = true; /* c->addr == key: both are guard_ip_key() */
     if (!over && counted != 0)
         return;
     STAT_ADD(w->stats, handshake_failures[HS_FAIL_LIMIT], 1);
@@ -184,7 +164,7 @@ static void accept_one(worker_t *w, int fd, const struct sockaddr_storage *ss,
         http_send_error(c, 503, "connection limit", NULL);
         return;
     }
-    log_debug("conn_limit_per_ip", "peer=%s limit=%lld", peer,
+    log_debug("conn_limit_per_ip", "peer=%s limit=%lld", conn_peer(c),
               (long long)w->cfg->max_connections_per_ip);
     http_send_error(c, 503, "too many connections from your address", NULL);
 }
@@ -361,8 +341,8 @@ static int worker_setup(worker_t *w)
     w->sig_term = add_signal(w, SIGTERM);
     w->sig_int = add_signal(w, SIGINT);
     w->sig_quit = add_signal(w, SIGQUIT);
-    if (!w->reap_ev || !w->flush_ev || !w->stop_timer || !w->accept_retry || !w->sig_term ||
-        !w->sig_int || !w->sig_quit)
+    if (!w->reap_ev || !w->flush_ev || !w->stop_timer || !w->accept_retry ||
+        !w->sig_term || !w->sig_int || !w->sig_quit || conn_timers_init(w) != 0)
         return -1;
     if (w->cfg->max_connections_per_ip > 0) {
         w->iptab = guard_iptab_new((size_t)w->cfg->max_connections);
@@ -396,6 +376,7 @@ static void worker_teardown(worker_t *w)
     free_event(&w->stop_timer);
     free_event(&w->reap_ev);
     free_event(&w->flush_ev);
+    conn_timers_free(w);
     if (w->base != NULL)
         event_base_free(w->base);
     w->base = NULL;
@@ -406,10 +387,24 @@ static void worker_teardown(worker_t *w)
     w->iptab = NULL;
 }
 
+/* Computes one Sec-WebSocket-Accept so OpenSSL's lazy setup of SHA-1
+ * (about 2.5 MB of code and tables faulted in by the first digest, shared
+ * with the other processes) happens at start rather than in the first
+ * client's handshake, and a broken SHA-1 is reported at once. */
+static void warm_up_sha1(void)
+{
+    static const char key[] = "dGhlIHNhbXBsZSBub25jZQ==";
+    char accept[WS_ACCEPT_LEN + 1];
+    if (ws_accept_key(key, sizeof key - 1, accept) != 0)
+        log_error("sha1_unavailable",
+                  "reason=\"WebSocket upgrades will be answered 500\"");
+}
+
 /* Starts the chat side and runs the loop; returns the exit status. */
 static int worker_serve(worker_t *w)
 {
     char err[256];
+    warm_up_sha1();
     if (chat_start(w, err, sizeof err) != 0) {
         log_error("worker_chat_failed", "error=\"%s\"", err);
         return 2;

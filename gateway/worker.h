@@ -39,6 +39,12 @@ typedef struct worker {
                                   * write (conn.c) */
     struct conn *flush_tail;
     struct event *flush_ev;      /* writes them: conn_flush() */
+    /* connection timeouts (conn.c): a min-heap of connections by
+     * deadline_ms, and one timer for the earliest */
+    struct conn **timers;
+    size_t ntimers, timers_cap;
+    struct event *timers_ev;
+    uint64_t timers_armed_ms;    /* deadline timers_ev fires at; 0: none */
     uint64_t next_conn_id;
     bool accepting;
     bool stopping;

@@ -31,34 +31,45 @@
 #define WS_CKPT 8                 /* frame boundaries remembered */
 #define WS_PROTOCOL "parley.v1"
 
-struct ws_session {
-    conn_t *c;
-    bool json;
-    bool opened; /* the 101 was sent (gauges counted) */
-    bool close_sent;
-    bool parse_failed;
-    bool ping_out;
-    ws_parser_t parser;
-    member_t *members;            /* rooms of this connection */
-    char room[NAME_MAX_ROOM + 1]; /* plain mode: the URL's room */
-    size_t room_len;
+/* What the 101 answers besides the mode: needed only until it is written,
+ * so it lives on the stack, or on the heap while a plain upgrade waits for
+ * its room (CONN_WS_PENDING), never in the long-lived session. */
+typedef struct {
     char accept[WS_ACCEPT_LEN + 1];
-    /* permessage-deflate (docs/deflate.md) */
-    bool deflate;               /* negotiated */
-    pmd_params_t pmd;           /* what was agreed */
-    pmd_inflater_t inflater;    /* used with client context takeover */
-    char ext[PMD_RESPONSE_MAX]; /* the Sec-WebSocket-Extensions answer */
+    char ext[PMD_RESPONSE_MAX]; /* Sec-WebSocket-Extensions answer, or "" */
+} ws_answer_t;
+
+/* permessage-deflate state (docs/deflate.md), allocated only when it was
+ * negotiated. */
+typedef struct {
+    pmd_params_t pmd;        /* what was agreed */
+    pmd_inflater_t inflater; /* used with client context takeover */
+} ws_deflate_t;
+
+/* Every idle connection holds one of these: keep it small (bench/findings.md
+ * F4); state needed only at the upgrade or with an option goes behind a
+ * pointer. */
+struct ws_session {
+    ws_parser_t *parser; /* NULL between messages (see parser_get()) */
+    member_t *members;   /* rooms of this connection */
+    ws_answer_t *answer; /* CONN_WS_PENDING only; NULL otherwise */
+    ws_deflate_t *dfl;   /* NULL unless permessage-deflate was agreed */
     /* rate limit of data messages (docs/security.md, "Rate limits") */
     ratelimit_t rl;
-    uint64_t over; /* messages over the limit in a row */
     uint64_t last_rx_ms;
     uint64_t ping_sent_ms;
     /* output accounting, to cut a slow consumer's queue at a frame
      * boundary: q_total bytes queued so far, ckpt[] some frame starts */
     uint64_t q_total;
     uint64_t ckpt[WS_CKPT];
-    unsigned ckpt_i;
     uint64_t ckpt_last;
+    unsigned ckpt_i;
+    uint32_t over; /* messages over the limit in a row (<= rate_burst + 1) */
+    bool json;
+    bool opened; /* the 101 was sent (gauges counted) */
+    bool close_sent;
+    bool parse_failed;
+    bool ping_out;
 };
 
 /* Inflation state shared by the worker's sessions (one worker per
@@ -70,6 +81,17 @@ static struct {
     pmd_buf_t out;
     bool ready;
 } wsz;
+
+/* The frame parser of the worker's sessions that are between messages
+ * (nearly all of them, at any time): a session owns a parser only while a
+ * frame or fragmented message of its own is partly read, so an idle
+ * connection holds no parser state (bench/findings.md F4).  busy while a
+ * read callback uses it: a nested read (another connection's, from inside
+ * a message handler) gets a parser of its own. */
+static struct {
+    ws_parser_t p;
+    bool busy;
+} wsp;
 
 /* ---- output -------------------------------------------------------------- */
 
@@ -145,9 +167,10 @@ static void queue_close(conn_t *c, uint16_t code, const char *reason)
 
 /* ---- opening ------------------------------------------------------------- */
 
-static void write_101(conn_t *c)
+static void write_101(conn_t *c, const ws_answer_t *a)
 {
     struct ws_session *s = c->ws;
+    bool ext = a->ext[0] != '\0';
     evbuffer_add_printf(
         bufferevent_get_output(c->bev),
         "HTTP/1.1 101 Switching Protocols\r\n"
@@ -155,9 +178,8 @@ static void write_101(conn_t *c)
         "Connection: Upgrade\r\n"
         "Sec-WebSocket-Accept: %s\r\n"
         "%s%s%s%s\r\n",
-        s->accept, s->json ? "Sec-WebSocket-Protocol: " WS_PROTOCOL "\r\n" : "",
-        s->deflate ? "Sec-WebSocket-Extensions: " : "",
-        s->deflate ? s->ext : "", s->deflate ? "\r\n" : "");
+        a->accept, s->json ? "Sec-WebSocket-Protocol: " WS_PROTOCOL "\r\n" : "",
+        ext ? "Sec-WebSocket-Extensions: " : "", a->ext, ext ? "\r\n" : "");
 }
 
 static void send_welcome(conn_t *c)
@@ -172,13 +194,13 @@ static void send_welcome(conn_t *c)
     ws_session_send_text(c, buf, (size_t)n);
 }
 
-/* The 101 is written: the connection is an open WebSocket. */
-static void ws_open(conn_t *c)
+/* Writes the 101 with answer a: the connection is an open WebSocket. */
+static void ws_open(conn_t *c, const ws_answer_t *a)
 {
     struct ws_session *s = c->ws;
     gw_stats_t *st = c->w->stats;
     conn_set_direct(c);
-    write_101(c);
+    write_101(c, a);
     conn_output_added(c);
     conn_set_state(c, CONN_WS_OPEN);
     s->opened = true;
@@ -193,15 +215,17 @@ static void ws_open(conn_t *c)
         STAT_ADD(st, ws_plain_total, 1);
     }
     log_debug("ws_open", "id=%" PRIu64 " mode=%s peer=%s", c->id,
-              s->json ? "json" : "plain", c->peer);
+              s->json ? "json" : "plain", conn_peer(c));
 }
 
 /* Accepts the client's first acceptable permessage-deflate offer when the
- * gateway enables compression (RFC 7692; pmd.h). */
+ * gateway enables compression (RFC 7692; pmd.h), writing the answer to
+ * ext[PMD_RESPONSE_MAX] ("" when declined).  Out of memory declines. */
 static void negotiate_deflate(conn_t *c, struct ws_session *s,
-                              const ws_handshake_t *hs)
+                              const ws_handshake_t *hs, char *ext)
 {
     const config_t *cfg = c->w->cfg;
+    ext[0] = '\0';
     if (!cfg->deflate)
         return;
     pmd_config_t pc = {
@@ -209,32 +233,34 @@ static void negotiate_deflate(conn_t *c, struct ws_session *s,
         .server_max_window_bits = (int)cfg->deflate_server_max_window_bits,
         .client_no_context_takeover = cfg->deflate_client_no_context_takeover,
     };
-    int rc = pmd_negotiate(hs, &pc, &s->pmd, s->ext, sizeof s->ext);
+    pmd_params_t agreed;
+    int rc = pmd_negotiate(hs, &pc, &agreed, ext, PMD_RESPONSE_MAX);
     if (rc < 0)
         log_error("deflate_answer_too_long", "id=%" PRIu64, c->id);
-    s->deflate = rc > 0;
-    if (s->deflate)
-        pmd_inflater_init(&s->inflater, s->pmd.client_window_bits,
-                          !s->pmd.client_no_context_takeover);
+    if (rc > 0)
+        s->dfl = malloc(sizeof *s->dfl);
+    if (s->dfl == NULL) {
+        ext[0] = '\0';
+        return;
+    }
+    s->dfl->pmd = agreed;
+    pmd_inflater_init(&s->dfl->inflater, agreed.client_window_bits,
+                      !agreed.client_no_context_takeover);
 }
 
-static struct ws_session *session_new(conn_t *c, const ws_handshake_t *hs)
+/* A session for the upgrade hs, and its 101 answer in *a. */
+static void fail_pending(conn_t *c);
+
+static struct ws_session *session_new(conn_t *c, const ws_handshake_t *hs,
+                                      ws_answer_t *a)
 {
     const config_t *cfg = c->w->cfg;
     struct ws_session *s = calloc(1, sizeof *s);
     if (s == NULL)
         return NULL;
-    s->c = c;
     s->json = ws_offers_protocol(hs, WS_PROTOCOL);
-    memcpy(s->accept, hs->accept, sizeof s->accept);
-    negotiate_deflate(c, s, hs);
-    ws_parser_config_t pc = {
-        .max_message = (size_t)cfg->max_message,
-        .require_mask = true,
-        .reject_mask = false,
-        .allowed_rsv = s->deflate ? WS_RSV1 : 0,
-    };
-    ws_parser_init(&s->parser, &pc);
+    memcpy(a->accept, hs->accept, sizeof a->accept);
+    negotiate_deflate(c, s, hs, a->ext);
     if (cfg->rate_limit > 0)
         ratelimit_init(&s->rl, (uint32_t)cfg->rate_limit,
                        (uint32_t)cfg->rate_burst);
@@ -246,7 +272,8 @@ void ws_session_upgrade(conn_t *c, const http_request_t *req,
                         size_t room_len)
 {
     (void)req;
-    struct ws_session *s = session_new(c, hs);
+    ws_answer_t answer;
+    struct ws_session *s = session_new(c, hs, &answer);
     if (s == NULL) {
         http_send_error(c, 500, "out of memory", NULL);
         return;
@@ -254,19 +281,23 @@ void ws_session_upgrade(conn_t *c, const http_request_t *req,
     c->ws = s;
     bufferevent_setwatermark(c->bev, EV_READ, 0, WS_READ_HIGH);
     if (s->json) {
-        ws_open(c);
+        ws_open(c, &answer);
         ws_session_on_read(c); /* bytes that came with the head */
         return;
     }
-    memcpy(s->room, room, room_len);
-    s->room_len = room_len;
     int rc = chat_plain_join(c, room, room_len);
     if (rc > 0) {
-        ws_open(c);
+        ws_open(c, &answer);
         ws_session_on_read(c);
     } else if (rc == 0) {
         conn_set_direct(c);
         conn_set_state(c, CONN_WS_PENDING);
+        s->answer = malloc(sizeof *s->answer);
+        if (s->answer == NULL) {
+            fail_pending(c);
+            return;
+        }
+        *s->answer = answer;
         conn_set_timeout(c, c->w->cfg->request_timeout_ms + 1000);
     } else {
         c->ws = NULL;
@@ -300,7 +331,10 @@ void ws_session_plain_ready(conn_t *c, bool ok)
         fail_pending(c);
         return;
     }
-    ws_open(c);
+    ws_answer_t *a = c->ws->answer;
+    c->ws->answer = NULL;
+    ws_open(c, a);
+    free(a);
     ws_session_on_read(c);
 }
 
@@ -367,7 +401,7 @@ void ws_session_slow_consumer(conn_t *c)
         return;
     STAT_ADD(c->w->stats, slow_consumer_closes, 1);
     log_info("slow_consumer", "id=%" PRIu64 " peer=%s pending=%zu", c->id,
-             c->peer, conn_output_pending(c));
+             conn_peer(c), conn_output_pending(c));
     trim_output(c);
     queue_close(c, WS_CLOSE_TRY_AGAIN, "slow consumer");
     chat_conn_gone(c);
@@ -382,7 +416,7 @@ static void protocol_close(conn_t *c, uint16_t code, const char *reason)
     log_info("ws_protocol_close",
              "id=%" PRIu64 " peer=%s code=%u "
              "reason=\"%s\"",
-             c->id, c->peer, code, reason);
+             c->id, conn_peer(c), code, reason);
     start_close(c, code, reason);
 }
 
@@ -449,9 +483,9 @@ static int inflate_message(conn_t *c, const ws_message_t *m)
         wsz.ready = true;
     }
     int rc =
-        s->pmd.client_no_context_takeover
+        s->dfl->pmd.client_no_context_takeover
             ? pmd_inflate_oneshot(&wsz.shared, m->data, m->len, max, &wsz.out)
-            : pmd_inflate(&s->inflater, m->data, m->len, max, &wsz.out);
+            : pmd_inflate(&s->dfl->inflater, m->data, m->len, max, &wsz.out);
     if (rc != 0) {
         fail_message(c, (uint16_t)pmd_close_code(rc), inflate_error(rc));
         return -1;
@@ -495,7 +529,7 @@ static rate_t rate_check(conn_t *c)
     }
     if (++s->over > (uint64_t)cfg->rate_burst)
         return RATE_FLOOD;
-    log_debug("rate_limited", "id=%" PRIu64 " over=%" PRIu64, c->id, s->over);
+    log_debug("rate_limited", "id=%" PRIu64 " over=%" PRIu32, c->id, s->over);
     return RATE_OVER;
 }
 
@@ -557,24 +591,79 @@ static void check_backlog(conn_t *c)
         ws_session_slow_consumer(c);
 }
 
+/* The parser for c's input: its own when a frame is partly read, else
+ * the worker's (or, nested, a new one).  NULL when out of memory. */
+static ws_parser_t *parser_get(conn_t *c)
+{
+    struct ws_session *s = c->ws;
+    if (s->parser != NULL)
+        return s->parser;
+    ws_parser_config_t pc = {
+        .max_message = (size_t)c->w->cfg->max_message,
+        .require_mask = true,
+        .reject_mask = false,
+        .allowed_rsv = s->dfl != NULL ? WS_RSV1 : 0,
+    };
+    if (!wsp.busy) {
+        ws_parser_init(&wsp.p, &pc);
+        wsp.busy = true;
+        return &wsp.p;
+    }
+    s->parser = malloc(sizeof *s->parser);
+    if (s->parser != NULL)
+        ws_parser_init(s->parser, &pc);
+    return s->parser;
+}
+
+/* The read is over: c keeps a parser only if a frame is partly read (the
+ * worker's moves into a new one then; it holds no pointer into itself). */
+static void parser_put(conn_t *c, ws_parser_t *p)
+{
+    struct ws_session *s = c->ws;
+    if (p != &wsp.p) {
+        if (ws_parser_idle(p)) {
+            ws_parser_free(p);
+            free(p);
+            s->parser = NULL;
+        }
+        return;
+    }
+    wsp.busy = false;
+    if (s->parse_failed || ws_parser_idle(p)) {
+        ws_parser_free(p);
+        return;
+    }
+    s->parser = malloc(sizeof *s->parser);
+    if (s->parser == NULL) {
+        ws_parser_free(p);
+        fail_message(c, WS_CLOSE_INTERNAL, "out of memory");
+        return;
+    }
+    memcpy(s->parser, p, sizeof *p); /* the message buffer moves too */
+}
+
 void ws_session_on_read(conn_t *c)
 {
     struct ws_session *s = c->ws;
     struct evbuffer *in = bufferevent_get_input(c->bev);
     if (s == NULL || c->state == CONN_WS_PENDING)
         return; /* no frame may come before the 101 */
-    if (evbuffer_get_length(in) > 0)
-        s->last_rx_ms = util_mono_ms();
+    if (evbuffer_get_length(in) == 0)
+        return;
+    s->last_rx_ms = util_mono_ms();
+    ws_parser_t *p = NULL;
+    if (!s->parse_failed && (p = parser_get(c)) == NULL)
+        fail_message(c, WS_CLOSE_INTERNAL, "out of memory");
     while ((c->state == CONN_WS_OPEN || c->state == CONN_WS_CLOSING) &&
-           !s->parse_failed && evbuffer_get_length(in) > 0) {
+           p != NULL && !s->parse_failed && evbuffer_get_length(in) > 0) {
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
             break;
         ws_message_t m;
-        ssize_t n = ws_parser_feed(&s->parser, v.iov_base, v.iov_len, &m);
+        ssize_t n = ws_parser_feed(p, v.iov_base, v.iov_len, &m);
         if (n < 0) {
             s->parse_failed = true;
-            protocol_close(c, s->parser.error_code, s->parser.error);
+            protocol_close(c, p->error_code, p->error);
             break;
         }
         evbuffer_drain(in, (size_t)n);
@@ -584,6 +673,8 @@ void ws_session_on_read(conn_t *c)
             check_backlog(c);
         }
     }
+    if (p != NULL)
+        parser_put(c, p);
     if (s->parse_failed || c->state == CONN_DRAINING)
         evbuffer_drain(in, evbuffer_get_length(in));
 }
@@ -602,7 +693,7 @@ static void on_idle_timer(conn_t *c)
         if (waited >= (uint64_t)cfg->pong_timeout_ms) {
             log_info("ws_peer_dead",
                      "id=%" PRIu64 " peer=%s silent_ms=%" PRIu64, c->id,
-                     c->peer, now - s->last_rx_ms);
+                     conn_peer(c), now - s->last_rx_ms);
             conn_close(c);
             return;
         }
@@ -658,8 +749,13 @@ void ws_session_free(struct ws_session *s)
 {
     if (s == NULL)
         return;
-    ws_parser_free(&s->parser);
-    pmd_inflater_free(&s->inflater);
+    if (s->parser != NULL)
+        ws_parser_free(s->parser);
+    free(s->parser);
+    if (s->dfl != NULL)
+        pmd_inflater_free(&s->dfl->inflater);
+    free(s->dfl);
+    free(s->answer);
     free(s);
 }
 
@@ -673,7 +769,7 @@ void ws_session_worker_free(void)
 
 const pmd_params_t *ws_session_deflate(const conn_t *c)
 {
-    return c->ws != NULL && c->ws->deflate ? &c->ws->pmd : NULL;
+    return c->ws != NULL && c->ws->dfl != NULL ? &c->ws->dfl->pmd : NULL;
 }
 
 bool ws_session_is_json(const conn_t *c)

@@ -292,6 +292,31 @@ async def test_deflate_client(cl):
     await expect_text(c, "and back")
 
 
+async def test_frames_split_across_reads(cl):
+    """A frame cut anywhere (header, mask, payload) arrives in several reads:
+    the gateway keeps parser state only for such a connection, and the
+    connection stays usable after each frame."""
+    path = "/ws/" + h.uniq("split")
+    listener = await plain(cl.gateways[0], path)
+    raw = await RawWs.connect(cl.gateways[0].port, path)
+    line = b"split " + b"x" * 300  # a 16-bit extended length
+    frame = h.ws_frame(h.OP_TEXT, line)
+    for cuts in ([1], [2, 4], [3, 8, 100], list(range(1, len(frame)))[::37]):
+        bounds = [0] + cuts + [len(frame)]
+        for i in range(len(bounds) - 1):
+            await raw.send(frame[bounds[i]:bounds[i + 1]])
+            await asyncio.sleep(0.02)  # separate reads, as far as possible
+        await expect_text(listener, line.decode())
+        fin, op, payload = await raw.recv_frame()
+        assert (fin, op, payload) == (True, h.OP_TEXT, line), (op, payload[:20])
+    ping = h.ws_frame(h.OP_PING, b"half")
+    await raw.send(ping[:3])
+    await asyncio.sleep(0.02)
+    await raw.send(ping[3:])
+    fin, op, payload = await raw.recv_frame()
+    assert (fin, op, payload) == (True, h.OP_PONG, b"half"), (op, payload)
+
+
 async def test_empty_line(cl):
     """An empty text message is not a chat line: it is dropped or echoed,
     and the connection stays usable."""

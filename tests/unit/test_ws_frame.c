@@ -599,6 +599,50 @@ static void test_control_between_fragments(void **state)
     got_free(&w);
 }
 
+/* ws_parser_idle() holds exactly between messages (a control frame
+ * inside a fragmented message is not), and a parser moved by memcpy
+ * between any two bytes goes on as before. */
+static void test_idle_and_move(void **state)
+{
+    uint8_t buf[256];
+    size_t n, ends[3];
+    got_t g = {0}, w = {0};
+    ws_parser_t a, b;
+    (void)state;
+    n = ends[0] = client_frame(buf, sizeof buf, WS_OP_TEXT, true, "hi", 2);
+    n += client_frame(buf + n, sizeof buf - n, WS_OP_TEXT, false, "Hel", 3);
+    n += client_frame(buf + n, sizeof buf - n, WS_OP_PING, true, "x", 1);
+    n += client_frame(buf + n, sizeof buf - n, WS_OP_CONT, true, "lo", 2);
+    ends[1] = n;
+    n += client_frame(buf + n, sizeof buf - n, WS_OP_PONG, true, "", 0);
+    ends[2] = n;
+    want_msg(&w, WS_OP_TEXT, "hi", 2);
+    want_msg(&w, WS_OP_PING, "x", 1);
+    want_msg(&w, WS_OP_TEXT, "Hello", 5);
+    want_msg(&w, WS_OP_PONG, "", 0);
+    ws_parser_init(&a, &server_cfg);
+    assert_true(ws_parser_idle(&a));
+    for (size_t i = 0; i < n; i++) {
+        assert_true(feed_chunk(&a, buf + i, 1, &g));
+        size_t at = i + 1;
+        bool boundary = at == ends[0] || at == ends[1] || at == ends[2];
+        if (ws_parser_idle(&a) != boundary)
+            fail_msg("idle=%d after byte %zu", ws_parser_idle(&a), at);
+        memcpy(&b, &a, sizeof b);
+        memset(&a, 0xa5, sizeof a);
+        memcpy(&a, &b, sizeof a);
+    }
+    ws_parser_free(&a);
+    assert_same(&g, &w, "bytewise", 0);
+    got_free(&g);
+    ws_parser_init(&a, &server_cfg);
+    assert_false(feed_chunk(&a, (const uint8_t *)"\x81\x05", 2, &g));
+    assert_false(ws_parser_idle(&a)); /* an unmasked frame: in error */
+    ws_parser_free(&a);
+    got_free(&g);
+    got_free(&w);
+}
+
 static void test_close_frames(void **state)
 {
     static const unsigned good[] = {1000, 1001, 1002, 1003, 1007, 1008,
@@ -861,6 +905,7 @@ int main(void)
         cmocka_unit_test(test_utf8_in_text),
         cmocka_unit_test(test_control_between_fragments),
         cmocka_unit_test(test_close_frames),
+        cmocka_unit_test(test_idle_and_move),
         cmocka_unit_test(test_error_is_sticky),
         cmocka_unit_test(test_stops_after_each_message),
         cmocka_unit_test(test_buffer_life_cycle),
