@@ -306,6 +306,17 @@ async def test_empty_line(cl):
     assert got == "after empty", got
 
 
+async def test_close_with_data_after_it(cl):
+    """Bytes after the client's close frame (a protocol violation) still let
+    the client read the answer: the gateway lingers instead of resetting."""
+    raw = await RawWs.connect(cl.gateways[0].port, "/ws/" + h.uniq("cl"))
+    await raw.send(h.ws_frame(h.OP_CLOSE, h.close_payload(1000, b"")) +
+                   h.ws_frame(h.OP_TEXT, b"too late") * 8)
+    assert await raw.recv_close() == 1000
+    rest = await h.read_until_eof(raw.r)
+    assert rest == b"", "data after the close frame: %r" % rest[:40]
+
+
 async def wait_marker(rx, tx, marker):
     """tx sends marker into its room and rx (same room, another gateway)
     receives it: every line sequenced before it reached rx's worker."""
