@@ -293,6 +293,22 @@ int http_parse_request(const char *buf, size_t len, size_t last_len,
     return (int)head_len; /* <= max_head, itself clamped to INT_MAX */
 }
 
+static const char *rebase(const char *p, const char *from, const char *to)
+{
+    return p != NULL ? to + (p - from) : NULL;
+}
+
+void http_request_rebase(http_request_t *req, const char *from, const char *to)
+{
+    req->method = rebase(req->method, from, to);
+    req->target = rebase(req->target, from, to);
+    for (size_t i = 0; i < req->num_headers; i++) {
+        http_header_t *h = &req->headers[i];
+        h->name = rebase(h->name, from, to);
+        h->value = rebase(h->value, from, to);
+    }
+}
+
 const http_header_t *http_find_header(const http_request_t *req,
                                       const char *name)
 {

@@ -62,6 +62,14 @@ typedef struct {
 int http_parse_request(const char *buf, size_t len, size_t last_len,
                        const http_limits_t *limits, http_request_t *req);
 
+/*
+ * After a successful parse of from[0..n), moves req's pointers to the same
+ * offsets in to[0..n), a copy of those bytes (so the head need not be
+ * parsed again once it is copied out of an input buffer).
+ */
+void http_request_rebase(http_request_t *req, const char *from,
+                         const char *to);
+
 /* The first header named name (ASCII case-insensitive), or NULL. */
 const http_header_t *http_find_header(const http_request_t *req,
                                       const char *name);

@@ -96,16 +96,31 @@ static bool key_valid(const char *key, size_t len)
     return (v & 0x0f) == 0;
 }
 
+/* SHA-1 fetched once per process (EVP_sha1() fetches it again on every
+ * init, which costs more than hashing 60 bytes) and one context reused
+ * for every key; NULL when OpenSSL cannot provide them. */
+static EVP_MD_CTX *sha1_ctx(const EVP_MD **md)
+{
+    static EVP_MD *sha1;
+    static EVP_MD_CTX *ctx;
+    if (sha1 == NULL)
+        sha1 = EVP_MD_fetch(NULL, "SHA1", NULL);
+    if (ctx == NULL)
+        ctx = EVP_MD_CTX_new();
+    *md = sha1;
+    return sha1 != NULL ? ctx : NULL;
+}
+
 int ws_accept_key(const char *key, size_t len, char out[WS_ACCEPT_LEN + 1])
 {
     unsigned char digest[EVP_MAX_MD_SIZE];
     unsigned int dlen = 0;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    int ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha1(), NULL) == 1 &&
+    const EVP_MD *md;
+    EVP_MD_CTX *ctx = sha1_ctx(&md);
+    int ok = ctx != NULL && EVP_DigestInit_ex(ctx, md, NULL) == 1 &&
              EVP_DigestUpdate(ctx, key, len) == 1 &&
              EVP_DigestUpdate(ctx, WS_GUID, strlen(WS_GUID)) == 1 &&
              EVP_DigestFinal_ex(ctx, digest, &dlen) == 1 && dlen == 20;
-    EVP_MD_CTX_free(ctx);
     if (!ok)
         return -1;
     if (EVP_EncodeBlock((unsigned char *)out, digest, 20) != WS_ACCEPT_LEN)

@@ -69,7 +69,8 @@ int ws_handshake_check(const http_request_t *req, ws_handshake_t *hs);
 
 /*
  * Computes Sec-WebSocket-Accept for key[0..len) into out (NUL-terminated).
- * Returns 0, or -1 if OpenSSL fails.
+ * Returns 0, or -1 if OpenSSL fails.  Not thread-safe: the SHA-1 method
+ * and context are fetched once per process and reused.
  */
 int ws_accept_key(const char *key, size_t len, char out[WS_ACCEPT_LEN + 1]);
 

@@ -1026,6 +1026,7 @@ static void tick_room(room_t *r, void *arg)
 static void link_on_tick(void *arg)
 {
     (void)arg;
+    rooms_expire_idle(chat.w->rooms, util_mono_ms());
     if (chat_link_up(chat.w))
         rooms_foreach(chat.w->rooms, tick_room, NULL);
 }

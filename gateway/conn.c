@@ -269,7 +269,7 @@ static void start_linger(conn_t *c)
     c->lingering = true;
     if (c->tls && !c->peer_eof)
         tls_close_notify(c);
-    if (c->peer_eof || shutdown(c->fd, SHUT_WR) != 0) {
+    if (c->peer_eof || c->no_linger || shutdown(c->fd, SHUT_WR) != 0) {
         conn_close(c);
         return;
     }
@@ -531,6 +531,21 @@ static struct bufferevent *tls_bev(worker_t *w, int fd)
     return bev;
 }
 
+/* The first bytes queued on a plain connection's output: writing is
+ * enabled from then on (the bufferevent arms EV_WRITE whenever output is
+ * pending).  Enabling it at accept time would arm EV_WRITE on an empty
+ * buffer, costing two epoll_ctl calls and a wake-up per connection. */
+static void on_first_output(struct evbuffer *buf,
+                            const struct evbuffer_cb_info *info, void *arg)
+{
+    conn_t *c = arg;
+    if (info->n_added == 0)
+        return;
+    evbuffer_cb_clear_flags(buf, c->first_out, EVBUFFER_CB_ENABLED);
+    if (c->state != CONN_CLOSED && !c->direct) /* direct: conn_flush_all */
+        bufferevent_enable(c->bev, EV_WRITE);
+}
+
 /* Creates the bufferevent (which owns fd from then on) and timer of c. */
 static int conn_setup(conn_t *c, worker_t *w, int fd, bool tls)
 {
@@ -543,7 +558,13 @@ static int conn_setup(conn_t *c, worker_t *w, int fd, bool tls)
     bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
     bufferevent_setwatermark(c->bev, EV_READ, 0,
                              (size_t)w->cfg->max_head + CONN_HEAD_MARGIN);
-    return bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    if (tls) /* the TLS handshake writes on its own */
+        return bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    c->first_out =
+        evbuffer_add_cb(bufferevent_get_output(c->bev), on_first_output, c);
+    if (c->first_out == NULL)
+        return -1;
+    return bufferevent_enable(c->bev, EV_READ);
 }
 
 /* Keeps ss as the client address of c. */
@@ -640,6 +661,12 @@ void conn_close(conn_t *c)
     w->reap = c;
     event_active(w->reap_ev, EV_TIMEOUT, 0);
     log_debug("conn_close", "id=%" PRIu64 " peer=%s", c->id, conn_peer(c));
+}
+
+void conn_close_when_written(conn_t *c, int64_t timeout_ms)
+{
+    c->no_linger = true;
+    conn_close_after_write(c, timeout_ms);
 }
 
 void conn_close_after_write(conn_t *c, int64_t timeout_ms)

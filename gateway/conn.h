@@ -20,6 +20,7 @@
 #include "worker.h"
 
 struct bufferevent;
+struct evbuffer_cb_entry;
 struct event;
 struct ws_session;
 struct api_req;
@@ -70,6 +71,8 @@ typedef struct conn {
     bool peer_eof;             /* the peer half-closed (HTTP states) */
     bool http_idle;            /* keep-alive wait between requests */
     bool lingering;            /* DRAINING: output written, discarding input */
+    bool no_linger;            /* DRAINING: the peer sends nothing more */
+    struct evbuffer_cb_entry *first_out; /* enables EV_WRITE (plain TCP) */
     bool ws_notified;          /* ws_session_on_close() was called */
     bool tls;                  /* accepted on a tls_listen socket */
     bool tls_done;             /* the TLS handshake completed */
@@ -133,6 +136,11 @@ void conn_output_added(conn_t *c);
 #define CONN_FLUSH_BATCH 128
 #endif
 void conn_flush(worker_t *w);
+
+/* Like conn_close_after_write(), for a peer that has finished sending (its
+ * WebSocket close frame was the last of its input): once the output is
+ * written the socket is closed at once, without the lingering close. */
+void conn_close_when_written(conn_t *c, int64_t timeout_ms);
 
 /* Bytes queued for sending and not yet written to the socket. */
 size_t conn_output_pending(const conn_t *c);

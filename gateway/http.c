@@ -630,14 +630,13 @@ static http_limits_t limits_of(const config_t *cfg)
     return l;
 }
 
-/* Moves the complete head (head_len bytes) out of the input buffer into
- * the scratch buffer, parses it there and routes it.  The bytes after the
- * head stay in the input buffer (pipelined requests, early WebSocket
- * frames). */
-static void serve_head(conn_t *c, struct evbuffer *in, size_t head_len)
+/* Moves the complete head (head_len bytes, parsed into req where it lies
+ * at buf, the input buffer's first bytes) into the scratch buffer, points
+ * req there and routes it.  The bytes after the head stay in the input
+ * buffer (pipelined requests, early WebSocket frames). */
+static void serve_head(conn_t *c, struct evbuffer *in, size_t head_len,
+                       const char *buf, http_request_t *req)
 {
-    http_limits_t lim = limits_of(c->w->cfg);
-    http_request_t req;
     if (head_len > scratch_cap) {
         char *p = realloc(scratch, head_len);
         if (p == NULL) {
@@ -647,13 +646,14 @@ static void serve_head(conn_t *c, struct evbuffer *in, size_t head_len)
         scratch = p;
         scratch_cap = head_len;
     }
-    if (evbuffer_remove(in, scratch, head_len) != (int)head_len ||
-        http_parse_request(scratch, head_len, 0, &lim, &req) != (int)head_len) {
-        log_error("http_reparse_failed", "peer=%s", conn_peer(c));
+    if (evbuffer_copyout(in, scratch, head_len) != (ev_ssize_t)head_len) {
+        log_error("http_head_copy_failed", "peer=%s", conn_peer(c));
         conn_close(c);
         return;
     }
-    route(c, &req);
+    http_request_rebase(req, buf, scratch);
+    evbuffer_drain(in, head_len);
+    route(c, req);
 }
 
 /* ---- request bodies (HTTP API) ------------------------------------------ */
@@ -765,7 +765,7 @@ void http_on_read(conn_t *c)
                         buf ? req.error : "out of memory", NULL);
         return;
     }
-    serve_head(c, in, (size_t)r);
+    serve_head(c, in, (size_t)r, buf, &req);
 }
 
 void http_on_timeout(conn_t *c)

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "util.h"
 #include "ws_session.h"
 
 #define ROOMS_MIN_BUCKETS 256
@@ -21,6 +22,8 @@ struct rooms {
     room_t **buckets;
     size_t nbuckets;
     size_t count;
+    room_t *idle_head, *idle_tail; /* rooms without members, oldest first */
+    size_t nidle;
     conn_t **slow; /* slow consumers found by fan-outs, closed later */
     size_t nslow, slow_cap;
 };
@@ -239,8 +242,26 @@ room_t *rooms_get(rooms_t *rs, const char *name, size_t len)
     return r;
 }
 
+static void idle_remove(rooms_t *rs, room_t *r)
+{
+    if (!r->idle)
+        return;
+    if (r->iprev != NULL)
+        r->iprev->inext = r->inext;
+    else
+        rs->idle_head = r->inext;
+    if (r->inext != NULL)
+        r->inext->iprev = r->iprev;
+    else
+        rs->idle_tail = r->iprev;
+    r->inext = r->iprev = NULL;
+    r->idle = false;
+    rs->nidle--;
+}
+
 static void rooms_unlink(rooms_t *rs, room_t *r)
 {
+    idle_remove(rs, r);
     room_t **pp =
         &rs->buckets[hash_name(r->name, r->name_len) & (rs->nbuckets - 1)];
     while (*pp != NULL && *pp != r)
@@ -264,6 +285,37 @@ size_t rooms_count(const rooms_t *rs)
     return rs->count;
 }
 
+void rooms_expire_idle(rooms_t *rs, uint64_t now)
+{
+    while (rs->idle_head != NULL &&
+           now - rs->idle_head->idle_since >= ROOMS_IDLE_MS)
+        rooms_unlink(rs, rs->idle_head);
+}
+
+/* r lost its last member while in sync: it stays, following the stream,
+ * so that the next plain upgrade needs no broker round trip.  Its ring is
+ * emptied (nobody can be served from it) and is not filled while idle. */
+static void room_make_idle(room_t *r)
+{
+    rooms_t *rs = r->rooms;
+    for (size_t i = 0; i < ROOM_RING; i++) {
+        rmsg_unref(r->ring[i]);
+        r->ring[i] = NULL;
+    }
+    r->idle = true;
+    r->idle_since = util_mono_ms();
+    r->iprev = rs->idle_tail;
+    r->inext = NULL;
+    if (rs->idle_tail != NULL)
+        rs->idle_tail->inext = r;
+    else
+        rs->idle_head = r;
+    rs->idle_tail = r;
+    rs->nidle++;
+    if (rs->nidle > ROOMS_IDLE_MAX)
+        rooms_unlink(rs, rs->idle_head);
+}
+
 /* ---- members ------------------------------------------------------------- */
 
 member_t *room_add_member(room_t *r, conn_t *c, bool json, const char *nick,
@@ -280,6 +332,7 @@ member_t *room_add_member(room_t *r, conn_t *c, bool json, const char *nick,
     member_t *m = calloc(1, sizeof *m);
     if (m == NULL)
         return NULL;
+    idle_remove(r->rooms, r);
     m->c = c;
     m->room = r;
     m->json = json;
@@ -331,14 +384,20 @@ static void room_end_iteration(room_t *r)
 }
 
 /* A room goes with its last member (never during a fan-out: an emptied
- * room is then freed by the next removal or at exit). */
+ * room is then freed by the next removal or at exit), or becomes idle when
+ * it is in sync with nothing held or in flight. */
 static void room_release_if_empty(room_t *r)
 {
     if (r->iterating > 0)
         return;
     if (r->holes)
         room_compact(r);
-    if (r->nmembers == 0)
+    if (r->nmembers != 0 || r->idle)
+        return;
+    if (r->state == ROOM_IN_SYNC && r->nheld == 0 && !r->refetch &&
+        r->hist_req == 0)
+        room_make_idle(r);
+    else
         rooms_unlink(r->rooms, r);
 }
 
@@ -455,6 +514,8 @@ void room_send_json(room_t *r, frame_t *f, uint64_t skip_conn)
 static void room_deliver(room_t *r, rmsg_t *msg)
 {
     r->last = msg->seq;
+    if (r->nmembers == 0)
+        return; /* idle: only `last` is followed */
     rmsg_t **slot = &r->ring[msg->seq % ROOM_RING];
     rmsg_unref(*slot);
     msg->refs++;

@@ -7,6 +7,12 @@
  * stream).  Delivery is in seq order; every message is framed once per
  * representation the room needs and the same bytes go to every member.
  *
+ * A room that loses its last member while in sync stays in the table,
+ * idle, for ROOMS_IDLE_MS (at most ROOMS_IDLE_MAX such rooms, oldest freed
+ * first): it keeps following the published stream (its `last`, not its
+ * ring), so a plain upgrade into it joins live at once instead of waiting
+ * for a broker round trip (docs/gateway.md, "Rooms and ordering").
+ *
  * No requests are sent from here: functions return ROOM_ACT_* bits telling
  * the caller (chat.c) what the broker must be asked.
  */
@@ -24,6 +30,8 @@
 
 #define ROOM_RING 256      /* delivered messages kept per room */
 #define ROOM_MAX_HELD 4096 /* out-of-order messages held per room */
+#define ROOMS_IDLE_MS 10000 /* an empty in-sync room is kept this long */
+#define ROOMS_IDLE_MAX 1024 /* empty rooms kept, at most */
 
 typedef enum { ROOM_SYNCING, ROOM_IN_SYNC, ROOM_REPAIRING } room_state_t;
 typedef enum { MEMBER_PENDING, MEMBER_LIVE } member_state_t;
@@ -94,6 +102,9 @@ typedef struct room {
     size_t nheld, held_cap;
     rmsg_t *ring[ROOM_RING]; /* by seq % ROOM_RING */
     uint64_t hist_req;       /* room-level HIST in flight (request id), 0 */
+    bool idle;               /* no members: on the table's idle list */
+    uint64_t idle_since;     /* util_mono_ms() when it became idle */
+    struct room *inext, *iprev; /* idle list, oldest first */
     struct room *hnext;
     struct rooms *rooms;
 } room_t;
@@ -110,7 +121,9 @@ void rooms_free(rooms_t *rs);
 room_t *rooms_find(rooms_t *rs, const char *name, size_t len);
 
 /* The room called name, created (SYNCING) when absent; NULL when out of
- * memory.  A room is freed with its last member. */
+ * memory.  A room is freed with its last member, unless it is in sync:
+ * then it stays idle (see above) until a member comes back or
+ * rooms_expire_idle() frees it. */
 room_t *rooms_get(rooms_t *rs, const char *name, size_t len);
 
 /* Calls fn for every room; fn must not add or remove rooms or members. */
@@ -125,7 +138,8 @@ member_t *room_add_member(room_t *r, conn_t *c, bool json, const char *nick,
                           size_t nick_len);
 
 /* Removes m from its room and its connection's list and frees it; the
- * room goes with its last member.  Safe during a fan-out. */
+ * room goes (or becomes idle) with its last member.  Safe during a
+ * fan-out. */
 void room_remove_member(member_t *m);
 
 /* m's member in room r of connection c (c's list), or NULL. */
@@ -171,7 +185,11 @@ int room_send_item(room_t *r, member_t *m, uint64_t seq, uint64_t ts,
  * every broker message; never in the middle of a fan-out). */
 void rooms_flush_slow(rooms_t *rs);
 
-/* Number of rooms. */
+/* Number of rooms (idle ones included). */
 size_t rooms_count(const rooms_t *rs);
+
+/* Frees the idle rooms that have had no member for ROOMS_IDLE_MS at now
+ * (util_mono_ms()).  Call it periodically. */
+void rooms_expire_idle(rooms_t *rs, uint64_t now);
 
 #endif

@@ -137,15 +137,35 @@ static int count_address(worker_t *w, const struct sockaddr_storage *ss,
                             (uint32_t)w->cfg->max_connections_per_ip);
 }
 
+/* TCP_NODELAY on the socket fd accepted on listener li: Linux copies it
+ * from the listening socket (worker_setup() sets it there), which the
+ * first connection verifies; otherwise it is set on every socket. */
+static void set_nodelay(worker_t *w, size_t li, int fd)
+{
+    int on = 1;
+    socklen_t len = sizeof on;
+    signed char *known = &w->nodelay_inherited[li];
+    if (*known == 0) {
+        on = 0;
+        *known = getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, &len) == 0 &&
+                         on != 0
+                     ? 1
+                     : -1;
+        on = 1;
+    }
+    if (*known < 0)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+}
+
 /* Over a limit a connection is still accepted and answered 503 (through
  * TLS on a TLS listener), so the client learns why. */
-static void accept_one(worker_t *w, int fd, const struct sockaddr_storage *ss,
-                       bool tls)
+static void accept_one(worker_t *w, size_t li, int fd,
+                       const struct sockaddr_storage *ss)
 {
     uint8_t key[GUARD_IP_KEY_LEN];
-    int one = 1;
+    bool tls = w->gw->listen_tls[li];
     if (ss->ss_family == AF_INET || ss->ss_family == AF_INET6)
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        set_nodelay(w, li, fd);
     bool over = w->nconns >= (size_t)w->cfg->max_connections;
     int counted = over ? -1 : count_address(w, ss, key);
     conn_t *c = conn_new(w, fd, ss, tls);
@@ -169,19 +189,19 @@ static void accept_one(worker_t *w, int fd, const struct sockaddr_storage *ss,
     http_send_error(c, 503, "too many connections from your address", NULL);
 }
 
-/* Whether lfd is one of the tls_listen sockets. */
-static bool listener_is_tls(const worker_t *w, evutil_socket_t lfd)
+/* The index of listening socket lfd. */
+static size_t listener_index(const worker_t *w, evutil_socket_t lfd)
 {
     for (size_t i = 0; i < w->gw->num_listeners; i++)
         if (w->gw->listen_fds[i] == lfd)
-            return w->gw->listen_tls[i];
-    return false;
+            return i;
+    return 0; /* not reached: every accept event has its listener */
 }
 
 static void on_accept(evutil_socket_t lfd, short what, void *arg)
 {
     worker_t *w = arg;
-    bool tls = listener_is_tls(w, lfd);
+    size_t li = listener_index(w, lfd);
     (void)what;
     for (int i = 0; i < ACCEPT_BATCH && w->accepting; i++) {
         if (w->nconns >= hard_cap(w)) {
@@ -198,7 +218,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
         int fd = accept4(lfd, (struct sockaddr *)&ss, &sl,
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0)
-            accept_one(w, fd, &ss, tls);
+            accept_one(w, li, fd, &ss);
         else if (!accept_failed(w, errno))
             return;
     }
@@ -350,6 +370,9 @@ static int worker_setup(worker_t *w)
             return -1;
     }
     for (size_t i = 0; i < w->gw->num_listeners; i++) {
+        int on = 1; /* inherited by accepted sockets (set_nodelay()) */
+        setsockopt(w->gw->listen_fds[i], IPPROTO_TCP, TCP_NODELAY, &on,
+                   sizeof on); /* fails on a Unix socket: harmless */
         w->accept_ev[i] = event_new(w->base, w->gw->listen_fds[i],
                                     EV_READ | EV_PERSIST, on_accept, w);
         if (w->accept_ev[i] == NULL)

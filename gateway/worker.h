@@ -26,6 +26,9 @@ typedef struct worker {
     gw_stats_t *stats;           /* == &gw->stats[slot] */
     struct event_base *base;
     struct event *accept_ev[GW_MAX_LISTENERS];
+    /* per listener: accepted sockets inherit its TCP_NODELAY (1), do not
+     * (-1: set it on each), or not known yet (0) */
+    signed char nodelay_inherited[GW_MAX_LISTENERS];
     struct event *accept_retry;  /* re-enables accepting after EMFILE */
     struct event *sig_term;      /* SIGTERM/SIGINT/SIGQUIT: graceful stop */
     struct event *sig_int;

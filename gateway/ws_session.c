@@ -167,19 +167,37 @@ static void queue_close(conn_t *c, uint16_t code, const char *reason)
 
 /* ---- opening ------------------------------------------------------------- */
 
+/* Appends s[0..n) at *at, returning the new end (the 101 is built by
+ * hand: its parts are bounded and known, no printf per handshake). */
+static char *put(char *at, const char *s, size_t n)
+{
+    memcpy(at, s, n);
+    return at + n;
+}
+
+#define PUT_LIT(at, lit) put(at, lit, sizeof lit - 1)
+
 static void write_101(conn_t *c, const ws_answer_t *a)
 {
     struct ws_session *s = c->ws;
-    bool ext = a->ext[0] != '\0';
-    evbuffer_add_printf(
-        bufferevent_get_output(c->bev),
-        "HTTP/1.1 101 Switching Protocols\r\n"
-        "Upgrade: websocket\r\n"
-        "Connection: Upgrade\r\n"
-        "Sec-WebSocket-Accept: %s\r\n"
-        "%s%s%s%s\r\n",
-        a->accept, s->json ? "Sec-WebSocket-Protocol: " WS_PROTOCOL "\r\n" : "",
-        ext ? "Sec-WebSocket-Extensions: " : "", a->ext, ext ? "\r\n" : "");
+    char buf[256 + WS_ACCEPT_LEN + sizeof a->ext];
+    char *at = PUT_LIT(buf, "HTTP/1.1 101 Switching Protocols\r\n"
+                            "Upgrade: websocket\r\n"
+                            "Connection: Upgrade\r\n"
+                            "Sec-WebSocket-Accept: ");
+    at = put(at, a->accept, WS_ACCEPT_LEN);
+    at = PUT_LIT(at, "\r\n");
+    if (s->json)
+        at = PUT_LIT(at, "Sec-WebSocket-Protocol: " WS_PROTOCOL "\r\n");
+    if (a->ext[0] != '\0') {
+        at = PUT_LIT(at, "Sec-WebSocket-Extensions: ");
+        at = put(at, a->ext, strnlen(a->ext, sizeof a->ext));
+        at = PUT_LIT(at, "\r\n");
+    }
+    at = PUT_LIT(at, "\r\n");
+    if (evbuffer_add(bufferevent_get_output(c->bev), buf,
+                     (size_t)(at - buf)) != 0)
+        log_warn("ws_101_not_queued", "id=%" PRIu64, c->id);
 }
 
 static void send_welcome(conn_t *c)
@@ -432,7 +450,10 @@ static void on_close_frame(conn_t *c, const ws_message_t *m)
                                                     : m->close_code,
                 NULL);
     chat_conn_gone(c);
-    conn_close_after_write(c, c->w->cfg->close_timeout_ms);
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)) == 0)
+        conn_close_when_written(c, c->w->cfg->close_timeout_ms);
+    else /* bytes after a close frame: let them not turn into a reset */
+        conn_close_after_write(c, c->w->cfg->close_timeout_ms);
 }
 
 static void on_plain_line(conn_t *c, const uint8_t *p, size_t len)

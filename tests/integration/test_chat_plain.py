@@ -5,6 +5,7 @@ session (close codes for bad input, ping, the closing handshake)."""
 
 import asyncio
 import os
+import signal
 import struct
 import sys
 
@@ -328,6 +329,70 @@ async def test_empty_line(cl):
     if got == "":
         got = await c.next()
     assert got == "after empty", got
+
+
+async def test_close_with_data_after_it(cl):
+    """Bytes after the client's close frame (a protocol violation) still let
+    the client read the answer: the gateway lingers instead of resetting."""
+    raw = await RawWs.connect(cl.gateways[0].port, "/ws/" + h.uniq("cl"))
+    await raw.send(h.ws_frame(h.OP_CLOSE, h.close_payload(1000, b"")) +
+                   h.ws_frame(h.OP_TEXT, b"too late") * 8)
+    assert await raw.recv_close() == 1000
+    rest = await h.read_until_eof(raw.r)
+    assert rest == b"", "data after the close frame: %r" % rest[:40]
+
+
+async def wait_marker(rx, tx, marker):
+    """tx sends marker into its room and rx (same room, another gateway)
+    receives it: every line sequenced before it reached rx's worker."""
+    await tx.send(marker)
+    got = await rx.next(10)
+    assert got == marker, "%s got %r, want the marker" % (rx.label, got)
+
+
+async def test_idle_room_follows_the_stream():
+    """A room whose last local member left stays in sync (idle): lines
+    sequenced meanwhile move its `last`, so a plain client that upgrades
+    into it gets exactly the lines sequenced after its 101."""
+    async with h.Cluster(gateways=2, workers=1) as cl:
+        a, b = cl.gateways
+        path, mpath = "/ws/" + h.uniq("idle"), "/ws/" + h.uniq("mark")
+        a1, b1 = await plain(a, path), await plain(b, path)
+        a_mark, b_mark = await plain(a, mpath), await plain(b, mpath)
+        await a1.send("first")
+        await expect_text(a1, "first")
+        await expect_text(b1, "first")
+        await a1.close()  # a's room has no member left: idle
+        for i in range(3):
+            await b1.send("while idle %d" % i)
+            await expect_text(b1, "while idle %d" % i)
+        await wait_marker(a_mark, b_mark, "marker 1")
+        a2 = await plain(a, path)
+        await b1.send("after")
+        await expect_text(a2, "after")
+        await expect_quiet(a2, b1, "marker 2")
+
+
+async def test_idle_room_upgrade_needs_no_broker():
+    """An upgrade into an idle room answers 101 without asking the broker
+    (a cold room must wait for it: 503 once request_timeout passes)."""
+    args = ["--link-timeout", "30s", "--request-timeout", "1s"]
+    async with h.Cluster(gateways=1, workers=1, gateway_args=args) as cl:
+        gw = cl.gateways[0]
+        path = "/ws/" + h.uniq("idle")
+        first = await plain(gw, path)
+        await first.send("warm")
+        await expect_text(first, "warm")
+        await first.close()
+        cl.broker.signal(signal.SIGSTOP)
+        try:
+            warm = await RawWs.connect(gw.port, path, expect=101)
+            await RawWs.connect(gw.port, "/ws/" + h.uniq("cold"), expect=503)
+        finally:
+            cl.broker.signal(signal.SIGCONT)
+        await warm.send_frame(h.OP_TEXT, b"after the pause", mask=True)
+        op, payload = await warm.recv_message(10)
+        assert (op, payload) == (h.OP_TEXT, b"after the pause"), (op, payload)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -226,6 +227,33 @@ static void test_chrome_request(void **state)
     assert_null(http_find_header(&req, "Sec-WebSocket-Key2"));
     assert_int_equal(http_count_header(&req, "HOST"), 1);
     assert_int_equal(http_count_header(&req, "Cookie"), 0);
+}
+
+static void test_rebase(void **state)
+{
+    size_t n = sizeof chrome_ws - 1;
+    http_request_t req, want;
+    const char *g = guarded(chrome_ws, n);
+    assert_int_equal(http_parse_request(g, n, 0, &limits, &want), (int)n);
+    req = want;
+    char *copy = malloc(n);
+    assert_non_null(copy);
+    memcpy(copy, g, n);
+    http_request_rebase(&req, g, copy);
+    assert_ptr_equal(req.method, copy);
+    assert_ptr_equal(req.target, copy + (want.target - g));
+    assert_int_equal(req.num_headers, want.num_headers);
+    for (size_t i = 0; i < req.num_headers; i++) {
+        assert_ptr_equal(req.headers[i].name,
+                         copy + (want.headers[i].name - g));
+        assert_ptr_equal(req.headers[i].value,
+                         copy + (want.headers[i].value - g));
+        assert_int_equal(req.headers[i].value_len, want.headers[i].value_len);
+    }
+    const http_header_t *h = http_find_header(&req, "sec-websocket-key");
+    assert_non_null(h);
+    assert_memory_equal(h->value, "x3JJHMbDL1EzLkh9GBhXDw==", 24);
+    free(copy);
 }
 
 static void test_line_ends_and_ows(void **state)
@@ -617,6 +645,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_simple_get),
         cmocka_unit_test(test_chrome_request),
+        cmocka_unit_test(test_rebase),
         cmocka_unit_test(test_line_ends_and_ows),
         cmocka_unit_test(test_options_star),
         cmocka_unit_test(test_incomplete),
