@@ -541,8 +541,11 @@ static void on_first_output(struct evbuffer *buf,
     conn_t *c = arg;
     if (info->n_added == 0)
         return;
-    evbuffer_cb_clear_flags(buf, c->first_out, EVBUFFER_CB_ENABLED);
-    if (c->state != CONN_CLOSED && !c->direct) /* direct: conn_flush_all */
+    /* gone for good: an idle connection keeps no callback entry (48 bytes;
+     * libevent allows removing the running callback's own entry) */
+    evbuffer_remove_cb_entry(buf, c->first_out);
+    c->first_out = NULL;
+    if (c->state != CONN_CLOSED && !c->direct) /* direct: conn_flush() */
         bufferevent_enable(c->bev, EV_WRITE);
 }
 

@@ -51,6 +51,8 @@ typedef struct conn {
     struct api_req *api;       /* the API request being served, or NULL */
     struct conn *flush_next, *flush_prev; /* the worker's flush queue
                                            * (conn_set_direct) */
+    struct evbuffer_cb_entry *first_out; /* plain TCP until the first
+                                          * output: enables EV_WRITE then */
     int fd;
     conn_state_t state;
     uint32_t timer_slot;       /* 1 + index in w->timers; 0: no timeout */
@@ -72,7 +74,6 @@ typedef struct conn {
     bool http_idle;            /* keep-alive wait between requests */
     bool lingering;            /* DRAINING: output written, discarding input */
     bool no_linger;            /* DRAINING: the peer sends nothing more */
-    struct evbuffer_cb_entry *first_out; /* enables EV_WRITE (plain TCP) */
     bool ws_notified;          /* ws_session_on_close() was called */
     bool tls;                  /* accepted on a tls_listen socket */
     bool tls_done;             /* the TLS handshake completed */

@@ -28,7 +28,7 @@
 #include "ws_frame.h"
 
 #define WS_READ_HIGH (64u * 1024) /* input read per callback, at most */
-#define WS_CKPT 8                 /* frame boundaries remembered */
+#define WS_CKPT 4                 /* frame boundaries remembered */
 #define WS_PROTOCOL "parley.v1"
 
 /* What the 101 answers besides the mode: needed only until it is written,
@@ -71,6 +71,10 @@ struct ws_session {
     bool parse_failed;
     bool ping_out;
 };
+
+/* The rate limit of every session of this worker (rate_limit, rate_burst:
+ * one configuration per process); each session has its bucket. */
+static ratelimit_policy_t rate_policy;
 
 /* Inflation state shared by the worker's sessions (one worker per
  * process): the inflater of clients that reset their context per message,
@@ -279,9 +283,12 @@ static struct ws_session *session_new(conn_t *c, const ws_handshake_t *hs,
     s->json = ws_offers_protocol(hs, WS_PROTOCOL);
     memcpy(a->accept, hs->accept, sizeof a->accept);
     negotiate_deflate(c, s, hs, a->ext);
-    if (cfg->rate_limit > 0)
-        ratelimit_init(&s->rl, (uint32_t)cfg->rate_limit,
-                       (uint32_t)cfg->rate_burst);
+    if (cfg->rate_limit > 0) {
+        /* the worker's one policy (its configuration does not change) */
+        ratelimit_policy_init(&rate_policy, (uint32_t)cfg->rate_limit,
+                              (uint32_t)cfg->rate_burst);
+        ratelimit_init(&s->rl, &rate_policy);
+    }
     return s;
 }
 
@@ -544,7 +551,8 @@ static rate_t rate_check(conn_t *c)
 {
     struct ws_session *s = c->ws;
     const config_t *cfg = c->w->cfg;
-    if (cfg->rate_limit <= 0 || ratelimit_take(&s->rl, util_mono_ms())) {
+    if (cfg->rate_limit <= 0 ||
+        ratelimit_take(&s->rl, &rate_policy, util_mono_ms())) {
         s->over = 0;
         return RATE_OK;
     }
