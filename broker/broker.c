@@ -260,8 +260,8 @@ static store_room_t *open_room(broker_t *b, const wire_msg_t *m, bool answer)
 
 /* Appends a sequenced message to the room's journal file.  A failure is
  * logged and the message still goes out: only its durability is lost. */
-static void journal_say(broker_t *b, const store_room_t *r,
-                        const wire_msg_t *m, uint64_t seq, uint64_t ts)
+static void journal_say(broker_t *b, const store_room_t *r, const wire_msg_t *m,
+                        uint64_t seq, uint64_t ts)
 {
     if (b->journal == NULL)
         return;
@@ -269,12 +269,11 @@ static void journal_say(broker_t *b, const store_room_t *r,
     const char *name = store_room_name(r, &len);
     const char *epoch = store_room_epoch(r);
     journal_room_t *jr = journal_room(b->journal, name, len);
-    if (jr == NULL ||
-        journal_append(b->journal, jr, epoch, strlen(epoch), seq, ts,
-                       (const char *)m->nick.p, m->nick.len,
-                       (const char *)m->text.p, m->text.len) != 0)
-        log_error("journal_write_failed", "room=%s seq=%llu error=\"%s\"",
-                  name, (unsigned long long)seq, strerror(errno));
+    if (jr == NULL || journal_append(b->journal, jr, epoch, strlen(epoch), seq,
+                                     ts, (const char *)m->nick.p, m->nick.len,
+                                     (const char *)m->text.p, m->text.len) != 0)
+        log_error("journal_write_failed", "room=%s seq=%llu error=\"%s\"", name,
+                  (unsigned long long)seq, strerror(errno));
 }
 
 static void handle_say(broker_t *b, const wire_msg_t *m)
@@ -753,8 +752,10 @@ static int open_journal(broker_t *b, const config_t *c, char *err,
     long n = journal_load(b->journal, restore_record, b, err, errlen);
     if (n < 0)
         return -1;
-    log_info("journal_loaded", "dir=%s records=%ld rooms=%zu bytes=%llu "
-             "fsync=%s", c->journal, n, store_room_count(b->store),
+    log_info("journal_loaded",
+             "dir=%s records=%ld rooms=%zu bytes=%llu "
+             "fsync=%s",
+             c->journal, n, store_room_count(b->store),
              (unsigned long long)journal_bytes(b->journal), c->fsync);
     return 0;
 }

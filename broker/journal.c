@@ -17,8 +17,8 @@
 
 #include "log.h"
 
-#define REC_HDR 8                   /* u32 length + u32 crc */
-#define BODY_FIXED 22               /* seq, ts, epoch len, nick len, text len */
+#define REC_HDR 8     /* u32 length + u32 crc */
+#define BODY_FIXED 22 /* seq, ts, epoch len, nick len, text len */
 #define MAX_BODY (BODY_FIXED + 255 + 255 + (16u << 20))
 #define SUFFIX ".journal"
 #define ROOM_BUCKETS 1024
@@ -26,9 +26,9 @@
 struct journal_room {
     char name[72];
     int fd;
-    uint64_t records;  /* records in the file */
+    uint64_t records; /* records in the file */
     uint64_t bytes;
-    bool dirty;        /* written since the last sync */
+    bool dirty; /* written since the last sync */
     journal_room_t *hash_next;
     journal_room_t *dirty_next;
 };
@@ -221,9 +221,9 @@ static size_t scan_file(const char *room, const uint8_t *buf, size_t len,
         size_t n = decode_record(buf, len, off, &rec);
         if (n == 0)
             break;
-        if (*count > 0 && (rec.seq != prev + 1 ||
-                           rec.epoch_len != first.epoch_len ||
-                           memcmp(rec.epoch, first.epoch, rec.epoch_len)))
+        if (*count > 0 &&
+            (rec.seq != prev + 1 || rec.epoch_len != first.epoch_len ||
+             memcmp(rec.epoch, first.epoch, rec.epoch_len)))
             break; /* not a continuation of this room's stream */
         if (*count == 0)
             first = rec;
@@ -286,8 +286,9 @@ static long load_file(journal_t *j, const char *fname, journal_load_fn fn,
         return -1;
     }
     if (good < len) {
-        log_warn("journal_truncated", "room=%s kept_bytes=%zu dropped_bytes=%zu",
-                 room, good, len - good);
+        log_warn("journal_truncated",
+                 "room=%s kept_bytes=%zu dropped_bytes=%zu", room, good,
+                 len - good);
         if (ftruncate(fd, (off_t)good) != 0) {
             close(fd);
             return -1;
@@ -345,8 +346,8 @@ journal_room_t *journal_room(journal_t *j, const char *room, size_t len)
             return r;
     char fname[96];
     snprintf(fname, sizeof fname, "%.*s" SUFFIX, (int)len, room);
-    int fd = openat(j->dir_fd, fname,
-                    O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    int fd =
+        openat(j->dir_fd, fname, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
     if (fd < 0)
         return NULL;
     journal_room_t *r = room_add(j, room, len, fd, 0, 0);
@@ -391,8 +392,8 @@ static int compact(journal_t *j, journal_room_t *r)
     char tmp[112], fname[96];
     snprintf(fname, sizeof fname, "%s" SUFFIX, r->name);
     snprintf(tmp, sizeof tmp, "%s.tmp", fname);
-    int fd = openat(j->dir_fd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC,
-                    0640);
+    int fd =
+        openat(j->dir_fd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
     int rc = -1;
     if (fd >= 0 && write_all(fd, buf + off, len - off) == 0 &&
         fdatasync(fd) == 0 && renameat(j->dir_fd, tmp, j->dir_fd, fname) == 0) {
@@ -486,4 +487,7 @@ void journal_tick(journal_t *j)
     }
 }
 
-uint64_t journal_bytes(const journal_t *j) { return j->total_bytes; }
+uint64_t journal_bytes(const journal_t *j)
+{
+    return j->total_bytes;
+}

@@ -18,9 +18,9 @@
 #include <stdint.h>
 
 typedef enum {
-    JOURNAL_FSYNC_ALWAYS, /* fdatasync after every record */
+    JOURNAL_FSYNC_ALWAYS,   /* fdatasync after every record */
     JOURNAL_FSYNC_INTERVAL, /* fdatasync dirty files on journal_tick() */
-    JOURNAL_FSYNC_NEVER   /* leave it to the kernel */
+    JOURNAL_FSYNC_NEVER     /* leave it to the kernel */
 } journal_fsync_t;
 
 typedef struct journal journal_t;

@@ -39,8 +39,8 @@ static const cfg_key_t keys[] = {
     {"broker_router", "link", T_STR, F(broker_router),
      "ipc:///tmp/parley-router.ipc", 0, 0,
      "broker's ROUTER endpoint (requests); tcp://host:port across hosts"},
-    {"broker_pub", "link", T_STR, F(broker_pub), "ipc:///tmp/parley-pub.ipc",
-     0, 0, "broker's PUB endpoint (room messages to every gateway)"},
+    {"broker_pub", "link", T_STR, F(broker_pub), "ipc:///tmp/parley-pub.ipc", 0,
+     0, "broker's PUB endpoint (room messages to every gateway)"},
     {"heartbeat", "link", T_DUR, F(heartbeat_ms), "1s", 10, 60000,
      "heartbeat period between gateways and broker"},
     {"link_timeout", "link", T_DUR, F(link_timeout_ms), "3s", 50, 600000,
@@ -77,24 +77,24 @@ static const cfg_key_t keys[] = {
      1 * MIB, "longest HTTP request line (414 beyond)"},
     {"max_headers", "gateway", T_INT, F(max_headers), "64", 1, 64,
      "most HTTP request headers (431 beyond)"},
-    {"send_queue", "gateway", T_SIZE, F(send_queue), "1m", 4 * KIB,
-     1024 * MIB, "per-connection send queue; a client over it is closed 1013"},
+    {"send_queue", "gateway", T_SIZE, F(send_queue), "1m", 4 * KIB, 1024 * MIB,
+     "per-connection send queue; a client over it is closed 1013"},
     {"max_connections", "gateway", T_INT, F(max_connections), "10000", 1,
      10000000, "connections per worker (503 beyond)"},
     {"history_replay", "gateway", T_INT, F(history_replay), "50", 0, 100000,
      "messages replayed by a join without since"},
     {"header_timeout", "gateway", T_DUR, F(header_timeout_ms), "10s", 10,
      3600000, "time allowed to send a request head"},
-    {"idle_timeout", "gateway", T_DUR, F(idle_timeout_ms), "60s", 10,
-     86400000, "idle HTTP keep-alive connection lifetime"},
+    {"idle_timeout", "gateway", T_DUR, F(idle_timeout_ms), "60s", 10, 86400000,
+     "idle HTTP keep-alive connection lifetime"},
     {"ping_interval", "gateway", T_DUR, F(ping_interval_ms), "30s", 10,
      86400000, "ping a WebSocket after this much silence"},
-    {"pong_timeout", "gateway", T_DUR, F(pong_timeout_ms), "10s", 10,
-     86400000, "close a WebSocket silent this long after a ping"},
-    {"close_timeout", "gateway", T_DUR, F(close_timeout_ms), "5s", 10,
-     600000, "wait for the peer's close frame"},
-    {"drain_timeout", "gateway", T_DUR, F(drain_timeout_ms), "10s", 0,
-     600000, "graceful stop: longest wait for connections to close"},
+    {"pong_timeout", "gateway", T_DUR, F(pong_timeout_ms), "10s", 10, 86400000,
+     "close a WebSocket silent this long after a ping"},
+    {"close_timeout", "gateway", T_DUR, F(close_timeout_ms), "5s", 10, 600000,
+     "wait for the peer's close frame"},
+    {"drain_timeout", "gateway", T_DUR, F(drain_timeout_ms), "10s", 0, 600000,
+     "graceful stop: longest wait for connections to close"},
     {"request_timeout", "gateway", T_DUR, F(request_timeout_ms), "5s", 10,
      600000, "longest wait for the broker's answer to a request"},
     {"tls_listen", "gateway", T_STR, F(tls_listen), "", 0, 0,
@@ -103,12 +103,13 @@ static const cfg_key_t keys[] = {
      "PEM certificate chain file (server certificate first)"},
     {"tls_key", "gateway", T_STR, F(tls_key), "", 0, 0,
      "PEM private key file (mode 0600 or stricter)"},
-    {"tls_key_insecure_ok", "gateway", T_BOOL, F(tls_key_insecure_ok), "no",
-     0, 0, "accept a tls_key file readable by group or others"},
+    {"tls_key_insecure_ok", "gateway", T_BOOL, F(tls_key_insecure_ok), "no", 0,
+     0, "accept a tls_key file readable by group or others"},
     {"allowed_origins", "gateway", T_STR, F(allowed_origins), "", 0, 0,
      "Origins allowed to open WebSockets: list, * or empty (same host)"},
     {"max_connections_per_ip", "gateway", T_INT, F(max_connections_per_ip),
-     "256", 0, 10000000, "connections per client address per worker; 0: "
+     "256", 0, 10000000,
+     "connections per client address per worker; 0: "
      "unlimited"},
     {"deflate", "gateway", T_BOOL, F(deflate), "yes", 0, 0,
      "negotiate permessage-deflate (RFC 7692) when a client offers it"},
@@ -213,13 +214,12 @@ static int parse_bool(const char *v, bool *out)
     return -1;
 }
 
-static int parse_value(const cfg_key_t *k, const char *v, int64_t *num,
-                       bool *b)
+static int parse_value(const cfg_key_t *k, const char *v, int64_t *num, bool *b)
 {
-    static const char *const size_sfx[] = {"k", "kb", "kib", "m", "mb", "mib",
-                                           "g", "gb", "gib", NULL};
-    static const int64_t size_mult[] = {KIB, KIB, KIB, MIB, MIB, MIB,
-                                        1024 * MIB, 1024 * MIB, 1024 * MIB};
+    static const char *const size_sfx[] = {"k",   "kb", "kib", "m",   "mb",
+                                           "mib", "g",  "gb",  "gib", NULL};
+    static const int64_t size_mult[] = {
+        KIB, KIB, KIB, MIB, MIB, MIB, 1024 * MIB, 1024 * MIB, 1024 * MIB};
     static const char *const dur_sfx[] = {"ms", "s", "m", "h", NULL};
     static const int64_t dur_mult[] = {1, 1000, 60000, 3600000};
     switch (k->type) {
@@ -374,8 +374,8 @@ static int on_ini_line(void *user, const char *section, const char *name,
     return 1;
 }
 
-int config_load(config_t *c, config_role_t role, const char *path,
-                char *err, size_t errlen)
+int config_load(config_t *c, config_role_t role, const char *path, char *err,
+                size_t errlen)
 {
     struct load_ctx ctx = {.c = c, .role = role};
     int rc = ini_parse(path, on_ini_line, &ctx);
@@ -419,8 +419,7 @@ static int take_option(int argc, char **argv, int i, const cfg_key_t *k,
     return i + 1;
 }
 
-static int opt_name(const char *arg, char *name, size_t cap,
-                    const char **eq)
+static int opt_name(const char *arg, char *name, size_t cap, const char **eq)
 {
     if (strncmp(arg, "--", 2) != 0)
         return -1;
@@ -449,8 +448,8 @@ static int find_config_file(int argc, char **argv, const char **path)
     return 0;
 }
 
-int config_parse_args(config_t *c, config_role_t role, int argc,
-                      char **argv, int *flags, char *err, size_t errlen)
+int config_parse_args(config_t *c, config_role_t role, int argc, char **argv,
+                      int *flags, char *err, size_t errlen)
 {
     const char *path;
     *flags = 0;
@@ -509,32 +508,38 @@ int config_validate(const config_t *c, config_role_t role, char *err,
         return -1;
     }
     if (c->link_timeout_ms <= c->heartbeat_ms) {
-        errf(err, errlen, "link_timeout (%lld ms) must be longer than "
-             "heartbeat (%lld ms)", (long long)c->link_timeout_ms,
-             (long long)c->heartbeat_ms);
+        errf(err, errlen,
+             "link_timeout (%lld ms) must be longer than "
+             "heartbeat (%lld ms)",
+             (long long)c->link_timeout_ms, (long long)c->heartbeat_ms);
         return -1;
     }
     if (role == CONFIG_ROLE_GATEWAY) {
         if (c->listen[0] == '\0' && c->tls_listen[0] == '\0') {
-            errf(err, errlen, "listen: at least one host:port is needed "
+            errf(err, errlen,
+                 "listen: at least one host:port is needed "
                  "(in listen or tls_listen)");
             return -1;
         }
         if (c->tls_listen[0] != '\0' &&
             (c->tls_cert[0] == '\0' || c->tls_key[0] == '\0')) {
-            errf(err, errlen, "tls_listen is set: tls_cert and tls_key are "
+            errf(err, errlen,
+                 "tls_listen is set: tls_cert and tls_key are "
                  "required");
             return -1;
         }
         if (c->max_text > c->max_message) {
-            errf(err, errlen, "max_text (%lld) cannot exceed max_message "
-                 "(%lld)", (long long)c->max_text, (long long)c->max_message);
+            errf(err, errlen,
+                 "max_text (%lld) cannot exceed max_message "
+                 "(%lld)",
+                 (long long)c->max_text, (long long)c->max_message);
             return -1;
         }
         if (c->max_request_line > c->max_head) {
-            errf(err, errlen, "max_request_line (%lld) cannot exceed "
-                 "max_head (%lld)", (long long)c->max_request_line,
-                 (long long)c->max_head);
+            errf(err, errlen,
+                 "max_request_line (%lld) cannot exceed "
+                 "max_head (%lld)",
+                 (long long)c->max_request_line, (long long)c->max_head);
             return -1;
         }
     } else {

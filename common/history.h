@@ -11,10 +11,10 @@
 
 typedef struct {
     uint64_t seq;
-    uint64_t ts;     /* ms since the Unix epoch */
-    char *nick;      /* owned by the ring, NUL-terminated */
+    uint64_t ts; /* ms since the Unix epoch */
+    char *nick;  /* owned by the ring, NUL-terminated */
     size_t nick_len;
-    char *text;      /* owned by the ring, NUL-terminated */
+    char *text; /* owned by the ring, NUL-terminated */
     size_t text_len;
 } history_entry_t;
 
@@ -33,9 +33,8 @@ void history_free(history_t *h);
  * it fits.  Returns 0, or -1 on a bad seq or when out of memory (the ring is
  * unchanged then).
  */
-int history_append(history_t *h, uint64_t seq, uint64_t ts,
-                   const char *nick, size_t nick_len,
-                   const char *text, size_t text_len);
+int history_append(history_t *h, uint64_t seq, uint64_t ts, const char *nick,
+                   size_t nick_len, const char *text, size_t text_len);
 
 /* Sequence number of the oldest held entry, or 0 when empty. */
 uint64_t history_first_seq(const history_t *h);

@@ -17,7 +17,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define HTTP_MAX_HEADERS 64 /* hard upper bound of http_limits_t.max_headers */
+/* The hard upper bound of http_limits_t.max_headers. */
+#define HTTP_MAX_HEADERS 64
 
 enum {
     HTTP_PARSE_ERROR = -1,     /* see req->status and req->error */
@@ -67,8 +68,7 @@ int http_parse_request(const char *buf, size_t len, size_t last_len,
  * offsets in to[0..n), a copy of those bytes (so the head need not be
  * parsed again once it is copied out of an input buffer).
  */
-void http_request_rebase(http_request_t *req, const char *from,
-                         const char *to);
+void http_request_rebase(http_request_t *req, const char *from, const char *to);
 
 /* The first header named name (ASCII case-insensitive), or NULL. */
 const http_header_t *http_find_header(const http_request_t *req,

@@ -24,9 +24,15 @@ void log_init(const char *role, log_level_t level)
     log_min = level;
 }
 
-void log_set_role(const char *role) { log_role = role; }
+void log_set_role(const char *role)
+{
+    log_role = role;
+}
 
-void log_set_level(log_level_t level) { log_min = level; }
+void log_set_level(log_level_t level)
+{
+    log_min = level;
+}
 
 int log_level_parse(const char *s)
 {
@@ -53,7 +59,10 @@ int log_open(const char *path)
     return 0;
 }
 
-int log_enabled(log_level_t level) { return level >= log_min; }
+int log_enabled(log_level_t level)
+{
+    return level >= log_min;
+}
 
 void log_write(log_level_t level, const char *event, const char *fmt, ...)
 {

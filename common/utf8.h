@@ -24,7 +24,10 @@ typedef struct {
 } utf8_state_t;
 
 /* Starts a new text: the state is UTF8_ACCEPT. */
-static inline void utf8_reset(utf8_state_t *s) { s->state = UTF8_ACCEPT; }
+static inline void utf8_reset(utf8_state_t *s)
+{
+    s->state = UTF8_ACCEPT;
+}
 
 /*
  * Feeds len bytes of a text that may continue in later calls.

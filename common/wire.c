@@ -250,8 +250,7 @@ int wire_encode(const wire_msg_t *m, uint8_t hdr[WIRE_HDR_LEN],
     return 1 + t->nfields;
 }
 
-void wire_item_header(uint64_t seq, uint64_t ts,
-                      uint8_t out[WIRE_ITEM_HDR_LEN])
+void wire_item_header(uint64_t seq, uint64_t ts, uint8_t out[WIRE_ITEM_HDR_LEN])
 {
     put_u64(out, seq);
     put_u64(out + 8, ts);

@@ -32,36 +32,37 @@
 #define WIRE_VERSION 1
 #define WIRE_HDR_LEN 56
 #define WIRE_ITEM_HDR_LEN 16
-#define WIRE_MAX_FIELDS 4   /* string fields of any one type */
+#define WIRE_MAX_FIELDS 4 /* string fields of any one type */
 #define WIRE_MAX_ROOM 64
 #define WIRE_MAX_NICK 32
 #define WIRE_MAX_REF 64
 #define WIRE_MAX_EPOCH 32
 #define WIRE_MAX_NODE 64
-#define WIRE_MAX_TEXT (1u << 20) /* sanity bound; the gateway's limit is lower */
+#define WIRE_MAX_TEXT                                                          \
+    (1u << 20) /* sanity bound; the gateway's limit is lower */
 
 typedef enum {
     /* gateway -> broker (DEALER -> ROUTER) */
-    WIRE_HELLO = 1,   /* node: announce; answered by WELCOME */
-    WIRE_PING = 2,    /* heartbeat; answered by PONG */
-    WIRE_JOIN = 3,    /* conn room nick epoch since? limit: answered by JOINED */
-    WIRE_SAY = 4,     /* conn room nick text ref: answered by ACK or ERROR */
-    WIRE_LEAVE = 5,   /* conn room: no answer (PRESENCE leave published) */
-    WIRE_WHO = 6,     /* conn room ref: answered by WHO_REPLY */
-    WIRE_HIST = 7,    /* conn(request id) room since limit: HISTORY */
-    WIRE_BYE = 8,     /* node leaves: all its members leave at once */
+    WIRE_HELLO = 1, /* node: announce; answered by WELCOME */
+    WIRE_PING = 2,  /* heartbeat; answered by PONG */
+    WIRE_JOIN = 3,  /* conn room nick epoch since? limit: answered by JOINED */
+    WIRE_SAY = 4,   /* conn room nick text ref: answered by ACK or ERROR */
+    WIRE_LEAVE = 5, /* conn room: no answer (PRESENCE leave published) */
+    WIRE_WHO = 6,   /* conn room ref: answered by WHO_REPLY */
+    WIRE_HIST = 7,  /* conn(request id) room since limit: HISTORY */
+    WIRE_BYE = 8,   /* node leaves: all its members leave at once */
     /* broker -> one gateway (ROUTER -> DEALER) */
     WIRE_WELCOME = 20, /* boot gseq */
     WIRE_PONG = 21,    /* boot gseq */
     WIRE_JOINED = 22,  /* conn room epoch seq members flags(RECOVERED) items */
     WIRE_ACK = 23,     /* conn room ref seq */
     WIRE_WHO_REPLY = 24, /* conn room ref items(nick) */
-    WIRE_HISTORY = 25, /* conn room epoch seq flags(RECOVERED) items */
-    WIRE_ERROR = 26,   /* conn ref code(nick field) message(text field) */
+    WIRE_HISTORY = 25,   /* conn room epoch seq flags(RECOVERED) items */
+    WIRE_ERROR = 26,     /* conn ref code(nick field) message(text field) */
     /* broker -> all gateways (PUB -> SUB) */
-    WIRE_MSG = 40,       /* room epoch nick text seq ts gseq */
-    WIRE_PRESENCE = 41,  /* room nick node conn members flags(LEAVE) gseq */
-    WIRE_HEARTBEAT = 42  /* boot gseq */
+    WIRE_MSG = 40,      /* room epoch nick text seq ts gseq */
+    WIRE_PRESENCE = 41, /* room nick node conn members flags(LEAVE) gseq */
+    WIRE_HEARTBEAT = 42 /* boot gseq */
 } wire_type_t;
 
 enum {
@@ -83,11 +84,11 @@ typedef struct {
     uint16_t flags;
     uint32_t members;
     uint32_t limit;
-    uint64_t conn;  /* gateway-local connection id (or request id) */
-    uint64_t seq;   /* room sequence number */
+    uint64_t conn; /* gateway-local connection id (or request id) */
+    uint64_t seq;  /* room sequence number */
     uint64_t since;
-    uint64_t gseq;  /* broker-wide publish counter (PUB messages, PONG) */
-    uint64_t ts;    /* ms since the Unix epoch */
+    uint64_t gseq; /* broker-wide publish counter (PUB messages, PONG) */
+    uint64_t ts;   /* ms since the Unix epoch */
     /* string fields; which ones a type carries: wire_fields() */
     wire_buf_t room, nick, text, ref, epoch, node, boot;
     /* items after the string frames: borrowed, not yet decoded */

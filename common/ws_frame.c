@@ -29,7 +29,10 @@ static int fail(ws_parser_t *p, uint16_t code, const char *why)
     return -1;
 }
 
-static bool is_control(uint8_t op) { return (op & 0x8) != 0; }
+static bool is_control(uint8_t op)
+{
+    return (op & 0x8) != 0;
+}
 
 static bool opcode_known(uint8_t op)
 {
@@ -87,7 +90,8 @@ static int check_frame_kind(ws_parser_t *p)
         if (p->rsv != 0)
             return fail(p, WS_CLOSE_PROTOCOL, "RSV bit on a continuation");
     } else if (p->in_message) {
-        return fail(p, WS_CLOSE_PROTOCOL, "new message inside a fragmented one");
+        return fail(p, WS_CLOSE_PROTOCOL,
+                    "new message inside a fragmented one");
     }
     if (p->cfg.require_mask && !p->masked)
         return fail(p, WS_CLOSE_PROTOCOL, "unmasked client frame");
@@ -119,7 +123,10 @@ static int parse_fixed_header(ws_parser_t *p)
         return -1;
     if (p->opcode == WS_OP_TEXT || p->opcode == WS_OP_BINARY)
         start_message(p);
-    p->hdr_need = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) +
+    p->hdr_need = 2 +
+                  (len7 == 126   ? 2
+                   : len7 == 127 ? 8
+                                 : 0) +
                   (p->masked ? 4 : 0);
     return 0;
 }
@@ -218,8 +225,7 @@ static int read_payload(ws_parser_t *p, const uint8_t *in, size_t n)
         ws_mask(dst, n, p->mask, (size_t)p->payload_have);
     p->payload_have += n;
     if (!is_control(p->opcode) && p->msg_opcode == WS_OP_TEXT &&
-        !p->msg_compressed &&
-        utf8_feed(&p->utf8, dst, n) == UTF8_REJECT)
+        !p->msg_compressed && utf8_feed(&p->utf8, dst, n) == UTF8_REJECT)
         return fail(p, WS_CLOSE_INVALID_DATA, "invalid UTF-8 in text");
     return 0;
 }
@@ -275,8 +281,8 @@ static int finish_data(ws_parser_t *p, ws_message_t *out)
 
 static int finish_frame(ws_parser_t *p, ws_message_t *out)
 {
-    int rc = is_control(p->opcode) ? finish_control(p, out)
-                                   : finish_data(p, out);
+    int rc =
+        is_control(p->opcode) ? finish_control(p, out) : finish_data(p, out);
     if (rc >= 0)
         next_frame(p);
     return rc;
@@ -406,8 +412,7 @@ void ws_mask(uint8_t *data, size_t len, const uint8_t mask[4], size_t offset)
 
 bool ws_close_code_valid(unsigned code)
 {
-    return (code >= 1000 && code <= 1003) ||
-           (code >= 1007 && code <= 1014) ||
+    return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
            (code >= 3000 && code <= 4999);
 }
 

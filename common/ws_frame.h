@@ -50,9 +50,9 @@ enum {
     WS_CLOSE_TRY_AGAIN = 1013
 };
 
-#define WS_MAX_HEADER 14       /* 2 + 8 (length) + 4 (mask) */
-#define WS_MAX_CONTROL 125     /* payload of a control frame */
-#define WS_RSV1 0x40           /* per-message compressed (RFC 7692) */
+#define WS_MAX_HEADER 14   /* 2 + 8 (length) + 4 (mask) */
+#define WS_MAX_CONTROL 125 /* payload of a control frame */
+#define WS_RSV1 0x40       /* per-message compressed (RFC 7692) */
 
 typedef struct {
     size_t max_message;  /* largest assembled message payload, bytes */
@@ -64,12 +64,12 @@ typedef struct {
 
 /* A complete message or control frame handed out by ws_parser_feed(). */
 typedef struct {
-    ws_opcode_t opcode;   /* TEXT, BINARY, CLOSE, PING or PONG */
-    bool compressed;      /* RSV1 was set on the first frame */
-    const uint8_t *data;  /* unmasked payload; borrowed from the parser
-                             until the next ws_parser_feed() call */
+    ws_opcode_t opcode;  /* TEXT, BINARY, CLOSE, PING or PONG */
+    bool compressed;     /* RSV1 was set on the first frame */
+    const uint8_t *data; /* unmasked payload; borrowed from the parser
+                            until the next ws_parser_feed() call */
     size_t len;
-    uint16_t close_code;  /* CLOSE only: code, or WS_CLOSE_NO_STATUS */
+    uint16_t close_code;      /* CLOSE only: code, or WS_CLOSE_NO_STATUS */
     const char *close_reason; /* CLOSE only: UTF-8, len close_reason_len */
     size_t close_reason_len;
 } ws_message_t;
@@ -92,7 +92,7 @@ typedef struct {
     bool in_message;
     uint8_t msg_opcode;
     bool msg_compressed;
-    uint8_t *msg;       /* owned, grows up to cfg.max_message */
+    uint8_t *msg; /* owned, grows up to cfg.max_message */
     size_t msg_len;
     size_t msg_cap;
     utf8_state_t utf8;

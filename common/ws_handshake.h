@@ -16,10 +16,10 @@
 #include "http_parser.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-#define WS_ACCEPT_LEN 28     /* base64 of a 20-byte SHA-1 */
-#define WS_MAX_PROTOCOLS 16  /* subprotocol offers kept */
-#define WS_MAX_EXTENSIONS 8  /* extension offers kept */
-#define WS_MAX_EXT_PARAMS 8  /* parameters kept per extension offer */
+#define WS_ACCEPT_LEN 28    /* base64 of a 20-byte SHA-1 */
+#define WS_MAX_PROTOCOLS 16 /* subprotocol offers kept */
+#define WS_MAX_EXTENSIONS 8 /* extension offers kept */
+#define WS_MAX_EXT_PARAMS 8 /* parameters kept per extension offer */
 
 typedef struct {
     const char *p; /* borrowed from the request buffer */
@@ -38,9 +38,9 @@ typedef struct {
 } ws_ext_offer_t;
 
 typedef struct {
-    int status;         /* 0 when valid; else 400, 405, 426 or 505 */
-    const char *error;  /* short static reason when status != 0 */
-    char accept[WS_ACCEPT_LEN + 1]; /* Sec-WebSocket-Accept, NUL-ended */
+    int status;        /* 0 when valid; else 400, 405, 426 or 505 */
+    const char *error; /* short static reason when status != 0 */
+    char accept[WS_ACCEPT_LEN + 1];       /* Sec-WebSocket-Accept, NUL-ended */
     ws_str_t protocols[WS_MAX_PROTOCOLS]; /* Sec-WebSocket-Protocol offers */
     size_t num_protocols;
     ws_ext_offer_t extensions[WS_MAX_EXTENSIONS];

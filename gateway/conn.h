@@ -33,53 +33,53 @@ typedef enum {
     CONN_WS_PENDING,    /* upgrade valid, waiting for the room (no 101 yet) */
     CONN_WS_OPEN,       /* WebSocket open */
     CONN_WS_CLOSING,    /* close frame sent, waiting for the peer's close */
-    CONN_DRAINING,      /* final bytes queued: close once written or timed out */
-    CONN_CLOSED         /* dead, waiting to be reaped */
+    CONN_DRAINING, /* final bytes queued: close once written or timed out */
+    CONN_CLOSED    /* dead, waiting to be reaped */
 } conn_state_t;
 
 /* Every idle connection holds one: keep it small, pointers and 8-byte
  * fields first, then the narrow ones (bench/findings.md F4). */
 typedef struct conn {
     worker_t *w;
-    uint64_t id;               /* unique in the worker; the wire's conn id */
+    uint64_t id; /* unique in the worker; the wire's conn id */
     struct bufferevent *bev;
-    struct ws_session *ws;     /* owned; NULL before the upgrade */
-    struct conn *next, *prev;  /* worker's connection list */
+    struct ws_session *ws;    /* owned; NULL before the upgrade */
+    struct conn *next, *prev; /* worker's connection list */
     struct conn *reap_next;
-    uint64_t deadline_ms;      /* timeout of the current state (mono ms) */
+    uint64_t deadline_ms; /* timeout of the current state (mono ms) */
     /* HTTP API (api.c) */
-    struct api_req *api;       /* the API request being served, or NULL */
+    struct api_req *api; /* the API request being served, or NULL */
     struct conn *flush_next, *flush_prev; /* the worker's flush queue
                                            * (conn_set_direct) */
-    struct evbuffer_cb_entry *first_out; /* plain TCP until the first
-                                          * output: enables EV_WRITE then */
+    struct evbuffer_cb_entry *first_out;  /* plain TCP until the first
+                                           * output: enables EV_WRITE then */
     int fd;
     conn_state_t state;
-    uint32_t timer_slot;       /* 1 + index in w->timers; 0: no timeout */
+    uint32_t timer_slot; /* 1 + index in w->timers; 0: no timeout */
     /* conn.c / http.c private state (added by the HTTP side) */
-    uint32_t head_seen;        /* http_parse_request last_len (<= max_head) */
-    uint32_t body_need;        /* CONN_HTTP_BODY: Content-Length
-                                * (<= api_max_body, 64 MiB at most) */
-    uint32_t linger_bytes;     /* input discarded while lingering
-                                * (<= CONN_LINGER_MAX_BYTES) */
+    uint32_t head_seen;    /* http_parse_request last_len (<= max_head) */
+    uint32_t body_need;    /* CONN_HTTP_BODY: Content-Length
+                            * (<= api_max_body, 64 MiB at most) */
+    uint32_t linger_bytes; /* input discarded while lingering
+                            * (<= CONN_LINGER_MAX_BYTES) */
     /* the client's address (logs: conn_peer()) and per-address accounting
      * (conn.c, worker.c) */
-    uint8_t addr[16];          /* as guard_ip_key() makes it (IPv4 mapped);
-                                * the per-address table's key */
-    uint16_t port;             /* the client's port */
-    uint8_t family;            /* AF_INET, AF_INET6, or 0: unknown */
-    bool ip_counted;           /* counted in the worker's per-address table */
+    uint8_t addr[16]; /* as guard_ip_key() makes it (IPv4 mapped);
+                       * the per-address table's key */
+    uint16_t port;    /* the client's port */
+    uint8_t family;   /* AF_INET, AF_INET6, or 0: unknown */
+    bool ip_counted;  /* counted in the worker's per-address table */
     bool keep_alive;
-    bool peer_eof;             /* the peer half-closed (HTTP states) */
-    bool http_idle;            /* keep-alive wait between requests */
-    bool lingering;            /* DRAINING: output written, discarding input */
-    bool no_linger;            /* DRAINING: the peer sends nothing more */
-    bool ws_notified;          /* ws_session_on_close() was called */
-    bool tls;                  /* accepted on a tls_listen socket */
-    bool tls_done;             /* the TLS handshake completed */
+    bool peer_eof;    /* the peer half-closed (HTTP states) */
+    bool http_idle;   /* keep-alive wait between requests */
+    bool lingering;   /* DRAINING: output written, discarding input */
+    bool no_linger;   /* DRAINING: the peer sends nothing more */
+    bool ws_notified; /* ws_session_on_close() was called */
+    bool tls;         /* accepted on a tls_listen socket */
+    bool tls_done;    /* the TLS handshake completed */
     /* direct writes (conn_set_direct) */
-    bool direct;               /* conn.c writes the output itself */
-    bool corked;               /* on the worker's flush queue */
+    bool direct; /* conn.c writes the output itself */
+    bool corked; /* on the worker's flush queue */
 } conn_t;
 
 /* Creates a connection for the accepted socket fd (non-blocking already)

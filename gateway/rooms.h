@@ -28,8 +28,8 @@
 #include "names.h"
 #include "wire.h"
 
-#define ROOM_RING 256      /* delivered messages kept per room */
-#define ROOM_MAX_HELD 4096 /* out-of-order messages held per room */
+#define ROOM_RING 256       /* delivered messages kept per room */
+#define ROOM_MAX_HELD 4096  /* out-of-order messages held per room */
 #define ROOMS_IDLE_MS 10000 /* an empty in-sync room is kept this long */
 #define ROOMS_IDLE_MAX 1024 /* empty rooms kept, at most */
 
@@ -100,10 +100,10 @@ typedef struct room {
     bool refetch;  /* a message was dropped: held list full */
     rmsg_t **held; /* sorted by seq, unique */
     size_t nheld, held_cap;
-    rmsg_t *ring[ROOM_RING]; /* by seq % ROOM_RING */
-    uint64_t hist_req;       /* room-level HIST in flight (request id), 0 */
-    bool idle;               /* no members: on the table's idle list */
-    uint64_t idle_since;     /* util_mono_ms() when it became idle */
+    rmsg_t *ring[ROOM_RING];    /* by seq % ROOM_RING */
+    uint64_t hist_req;          /* room-level HIST in flight (request id), 0 */
+    bool idle;                  /* no members: on the table's idle list */
+    uint64_t idle_since;        /* util_mono_ms() when it became idle */
     struct room *inext, *iprev; /* idle list, oldest first */
     struct room *hnext;
     struct rooms *rooms;

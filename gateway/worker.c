@@ -147,10 +147,10 @@ static void set_nodelay(worker_t *w, size_t li, int fd)
     signed char *known = &w->nodelay_inherited[li];
     if (*known == 0) {
         on = 0;
-        *known = getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, &len) == 0 &&
-                         on != 0
-                     ? 1
-                     : -1;
+        *known =
+            getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, &len) == 0 && on != 0
+                ? 1
+                : -1;
         on = 1;
     }
     if (*known < 0)

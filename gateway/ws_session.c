@@ -199,8 +199,8 @@ static void write_101(conn_t *c, const ws_answer_t *a)
         at = PUT_LIT(at, "\r\n");
     }
     at = PUT_LIT(at, "\r\n");
-    if (evbuffer_add(bufferevent_get_output(c->bev), buf,
-                     (size_t)(at - buf)) != 0)
+    if (evbuffer_add(bufferevent_get_output(c->bev), buf, (size_t)(at - buf)) !=
+        0)
         log_warn("ws_101_not_queued", "id=%" PRIu64, c->id);
 }
 

@@ -53,7 +53,7 @@ void ws_session_free(struct ws_session *s);
  * once no session is left (chat_stop()). */
 void ws_session_worker_free(void);
 
-/* ---- for chat.c and rooms.c (gwchat extension) ---------------------------- */
+/* ---- for chat.c and rooms.c (gwchat extension) ------------------------- */
 
 struct member;
 struct frame;

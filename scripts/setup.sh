@@ -20,7 +20,7 @@ packages=(
     supervisor openssl ca-certificates
     # tests: independent WebSocket client, browser, fuzzing, tools
     python3 python3-websockets curl procps
-    clang libclang-rt-14-dev valgrind
+    clang libclang-rt-14-dev clang-format valgrind
     chromium nodejs npm
 )
 

@@ -12,14 +12,16 @@
 #   4. build-fuzz/   libFuzzer targets, each fuzzed for PARLEY_FUZZ_SECONDS
 #                    (default 15) when clang is available
 #   5. make distcheck (the release tarball builds and passes its unit tests)
+#   6. format        every C file as .clang-format says (clang-format
+#                    --dry-run --Werror; one step)
 #
 # Installs missing Debian packages first (scripts/setup.sh).  Environment:
-# PARLEY_STAGES (default "check asan valgrind fuzz distcheck"),
+# PARLEY_STAGES (default "check asan valgrind fuzz distcheck format"),
 # PARLEY_FUZZ_SECONDS.
 set -uo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-stages=${PARLEY_STAGES:-check asan valgrind fuzz distcheck}
+stages=${PARLEY_STAGES:-check asan valgrind fuzz distcheck format}
 jobs=$(nproc)
 passed=0
 failed=0
@@ -125,6 +127,18 @@ for stage in $stages; do
         (cd "$top/build" && make -s distcheck TESTS="$unit_tests" >distcheck.out 2>&1)
         rc=$?
         [ $rc -eq 0 ] && echo "distcheck passed" || tail -n 40 "$top/build/distcheck.out"
+        count_step $rc
+        ;;
+    format)
+        log "stage format: clang-format (.clang-format) on every C file"
+        if ! command -v clang-format >/dev/null; then
+            echo "clang-format not installed"; failed=$((failed + 1))
+            continue
+        fi
+        out=$(cd "$top" && git ls-files -z '*.c' '*.h' |
+            xargs -0 clang-format --dry-run --Werror 2>&1)
+        rc=$?
+        [ $rc -eq 0 ] && echo "format clean" || printf '%s\n' "$out" | head -n 40
         count_step $rc
         ;;
     *)

@@ -54,8 +54,8 @@ static void check_close(const ws_message_t *m)
     check(utf8_valid((const uint8_t *)m->close_reason, m->close_reason_len));
 }
 
-static void check_message(const ws_parser_config_t *cfg,
-                          const ws_message_t *m, run_t *r)
+static void check_message(const ws_parser_config_t *cfg, const ws_message_t *m,
+                          run_t *r)
 {
     switch (m->opcode) {
     case WS_OP_TEXT:
@@ -84,8 +84,7 @@ static void check_message(const ws_parser_config_t *cfg,
 }
 
 /* Feeds one chunk from its own allocation; false once the parser failed. */
-static bool feed_chunk(ws_parser_t *p, const uint8_t *in, size_t len,
-                       run_t *r)
+static bool feed_chunk(ws_parser_t *p, const uint8_t *in, size_t len, run_t *r)
 {
     uint8_t *copy = malloc(len ? len : 1);
     check(copy != NULL);

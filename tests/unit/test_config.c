@@ -54,8 +54,10 @@ static void test_defaults(void **state)
     assert_int_equal(c->history_replay, 50);
     assert_int_equal(c->heartbeat_ms, 1000);
     assert_false(c->reuseport);
-    assert_int_equal(config_validate(c, CONFIG_ROLE_GATEWAY, err, sizeof err), 0);
-    assert_int_equal(config_validate(c, CONFIG_ROLE_BROKER, err, sizeof err), 0);
+    assert_int_equal(config_validate(c, CONFIG_ROLE_GATEWAY, err, sizeof err),
+                     0);
+    assert_int_equal(config_validate(c, CONFIG_ROLE_BROKER, err, sizeof err),
+                     0);
 }
 
 static void test_value_types(void **state)
@@ -64,21 +66,27 @@ static void test_value_types(void **state)
     const config_role_t g = CONFIG_ROLE_GATEWAY;
     assert_int_equal(config_set(c, g, "send_queue", "2m", err, sizeof err), 0);
     assert_int_equal(c->send_queue, 2 * 1024 * 1024);
-    assert_int_equal(config_set(c, g, "send-queue", "4096", err, sizeof err), 0);
+    assert_int_equal(config_set(c, g, "send-queue", "4096", err, sizeof err),
+                     0);
     assert_int_equal(c->send_queue, 4096);
-    assert_int_equal(config_set(c, g, "ping_interval", "250ms", err, sizeof err), 0);
+    assert_int_equal(
+        config_set(c, g, "ping_interval", "250ms", err, sizeof err), 0);
     assert_int_equal(c->ping_interval_ms, 250);
-    assert_int_equal(config_set(c, g, "ping_interval", "2", err, sizeof err), 0);
+    assert_int_equal(config_set(c, g, "ping_interval", "2", err, sizeof err),
+                     0);
     assert_int_equal(c->ping_interval_ms, 2000);
-    assert_int_equal(config_set(c, g, "idle_timeout", "2m", err, sizeof err), 0);
+    assert_int_equal(config_set(c, g, "idle_timeout", "2m", err, sizeof err),
+                     0);
     assert_int_equal(c->idle_timeout_ms, 120000);
     assert_int_equal(config_set(c, g, "reuseport", "on", err, sizeof err), 0);
     assert_true(c->reuseport);
-    assert_int_equal(config_set(c, g, "reuseport", "false", err, sizeof err), 0);
+    assert_int_equal(config_set(c, g, "reuseport", "false", err, sizeof err),
+                     0);
     assert_false(c->reuseport);
     assert_int_equal(config_set(c, g, "workers", "0", err, sizeof err), 0);
     assert_int_equal(c->workers, 0);
-    assert_int_equal(config_set(c, g, "listen", "[::1]:9000", err, sizeof err), 0);
+    assert_int_equal(config_set(c, g, "listen", "[::1]:9000", err, sizeof err),
+                     0);
     assert_string_equal(c->listen, "[::1]:9000");
 }
 
@@ -90,16 +98,20 @@ static void test_bad_values(void **state)
     assert_non_null(strstr(err, "workers"));
     assert_int_equal(config_set(c, g, "workers", "999", err, sizeof err), -1);
     assert_non_null(strstr(err, "out of range"));
-    assert_int_equal(config_set(c, g, "send_queue", "12q", err, sizeof err), -1);
+    assert_int_equal(config_set(c, g, "send_queue", "12q", err, sizeof err),
+                     -1);
     assert_int_equal(config_set(c, g, "send_queue", "", err, sizeof err), -1);
-    assert_int_equal(config_set(c, g, "ping_interval", "5 s", err, sizeof err), -1);
-    assert_int_equal(config_set(c, g, "reuseport", "maybe", err, sizeof err), -1);
+    assert_int_equal(config_set(c, g, "ping_interval", "5 s", err, sizeof err),
+                     -1);
+    assert_int_equal(config_set(c, g, "reuseport", "maybe", err, sizeof err),
+                     -1);
     assert_int_equal(config_set(c, g, "no_such_key", "1", err, sizeof err), -1);
     assert_non_null(strstr(err, "unknown key"));
     /* a broker key is refused by the gateway and the other way round */
-    assert_int_equal(config_set(c, g, "history_size", "5", err, sizeof err), -1);
-    assert_int_equal(config_set(c, CONFIG_ROLE_BROKER, "workers", "5", err,
-                                sizeof err), -1);
+    assert_int_equal(config_set(c, g, "history_size", "5", err, sizeof err),
+                     -1);
+    assert_int_equal(
+        config_set(c, CONFIG_ROLE_BROKER, "workers", "5", err, sizeof err), -1);
     /* cross-key checks */
     assert_int_equal(config_set(c, g, "max_text", "128k", err, sizeof err), 0);
     assert_int_equal(config_validate(c, g, err, sizeof err), -1);
@@ -109,17 +121,20 @@ static void test_bad_values(void **state)
 static void test_file(void **state)
 {
     config_t *c = *state;
-    char *path = write_file("# Parley\n[link]\nbroker_router = tcp://10.0.0.1:5555\n"
-                            "[gateway]\nworkers = 3 ; inline comment\n"
-                            "send_queue = 64k\n[broker]\nhistory_size = 20\n"
-                            "[log]\nlog_level = debug\n");
-    assert_int_equal(config_load(c, CONFIG_ROLE_GATEWAY, path, err, sizeof err), 0);
+    char *path =
+        write_file("# Parley\n[link]\nbroker_router = tcp://10.0.0.1:5555\n"
+                   "[gateway]\nworkers = 3 ; inline comment\n"
+                   "send_queue = 64k\n[broker]\nhistory_size = 20\n"
+                   "[log]\nlog_level = debug\n");
+    assert_int_equal(config_load(c, CONFIG_ROLE_GATEWAY, path, err, sizeof err),
+                     0);
     assert_string_equal(c->broker_router, "tcp://10.0.0.1:5555");
     assert_int_equal(c->workers, 3);
     assert_int_equal(c->send_queue, 65536);
     assert_int_equal(c->history_size, 1000); /* the broker's key is skipped */
     assert_string_equal(c->log_level, "debug");
-    assert_int_equal(config_load(c, CONFIG_ROLE_BROKER, path, err, sizeof err), 0);
+    assert_int_equal(config_load(c, CONFIG_ROLE_BROKER, path, err, sizeof err),
+                     0);
     assert_int_equal(c->history_size, 20);
     unlink(path);
 }
@@ -128,23 +143,28 @@ static void test_file_errors(void **state)
 {
     config_t *c = *state;
     char *path = write_file("[gateway]\nworkers = 2\n\nbogus = 1\n");
-    assert_int_equal(config_load(c, CONFIG_ROLE_GATEWAY, path, err, sizeof err), -1);
+    assert_int_equal(config_load(c, CONFIG_ROLE_GATEWAY, path, err, sizeof err),
+                     -1);
     assert_non_null(strstr(err, ":4: unknown key"));
     unlink(path);
     path = write_file("[gateway]\nworkers = x\n");
-    assert_int_equal(config_load(c, CONFIG_ROLE_GATEWAY, path, err, sizeof err), -1);
+    assert_int_equal(config_load(c, CONFIG_ROLE_GATEWAY, path, err, sizeof err),
+                     -1);
     assert_non_null(strstr(err, ":2: workers"));
     unlink(path);
     path = write_file("[nope]\na = 1\n");
-    assert_int_equal(config_load(c, CONFIG_ROLE_GATEWAY, path, err, sizeof err), -1);
+    assert_int_equal(config_load(c, CONFIG_ROLE_GATEWAY, path, err, sizeof err),
+                     -1);
     assert_non_null(strstr(err, "unknown section"));
     unlink(path);
     /* a key in the wrong section is unknown there */
     path = write_file("[broker]\nworkers = 2\n");
-    assert_int_equal(config_load(c, CONFIG_ROLE_BROKER, path, err, sizeof err), -1);
+    assert_int_equal(config_load(c, CONFIG_ROLE_BROKER, path, err, sizeof err),
+                     -1);
     unlink(path);
-    assert_int_equal(config_load(c, CONFIG_ROLE_BROKER, "/nonexistent/parley.conf",
-                                 err, sizeof err), -1);
+    assert_int_equal(config_load(c, CONFIG_ROLE_BROKER,
+                                 "/nonexistent/parley.conf", err, sizeof err),
+                     -1);
     assert_non_null(strstr(err, "cannot open"));
 }
 
@@ -154,12 +174,20 @@ static void test_args(void **state)
     char *path = write_file("[gateway]\nworkers = 3\nbacklog = 100\n");
     char cfgopt[128];
     snprintf(cfgopt, sizeof cfgopt, "--config=%s", path);
-    char *argv[] = {"parley-gateway", "--workers", "5", cfgopt,
-                    "--listen=0.0.0.0:9000", "--reuseport", "--check-config",
-                    "--ping-interval", "1s", NULL};
+    char *argv[] = {"parley-gateway",
+                    "--workers",
+                    "5",
+                    cfgopt,
+                    "--listen=0.0.0.0:9000",
+                    "--reuseport",
+                    "--check-config",
+                    "--ping-interval",
+                    "1s",
+                    NULL};
     int flags = 0;
     assert_int_equal(config_parse_args(c, CONFIG_ROLE_GATEWAY, 9, argv, &flags,
-                                       err, sizeof err), 0);
+                                       err, sizeof err),
+                     0);
     assert_int_equal(c->workers, 5);   /* command line beats the file */
     assert_int_equal(c->backlog, 100); /* from the file */
     assert_string_equal(c->listen, "0.0.0.0:9000");
@@ -175,25 +203,29 @@ static void test_args_errors(void **state)
     int flags;
     char *a1[] = {"p", "--workers", NULL};
     assert_int_equal(config_parse_args(c, CONFIG_ROLE_GATEWAY, 2, a1, &flags,
-                                       err, sizeof err), -1);
+                                       err, sizeof err),
+                     -1);
     assert_non_null(strstr(err, "needs a value"));
     char *a2[] = {"p", "stray", NULL};
     assert_int_equal(config_parse_args(c, CONFIG_ROLE_GATEWAY, 2, a2, &flags,
-                                       err, sizeof err), -1);
+                                       err, sizeof err),
+                     -1);
     char *a3[] = {"p", "--help", "-V", NULL};
     assert_int_equal(config_parse_args(c, CONFIG_ROLE_GATEWAY, 3, a3, &flags,
-                                       err, sizeof err), 0);
+                                       err, sizeof err),
+                     0);
     assert_int_equal(flags, CONFIG_FLAG_HELP | CONFIG_FLAG_VERSION);
     char *a4[] = {"p", "--config", "/nonexistent", NULL};
     assert_int_equal(config_parse_args(c, CONFIG_ROLE_GATEWAY, 3, a4, &flags,
-                                       err, sizeof err), -1);
+                                       err, sizeof err),
+                     -1);
 }
 
 static void test_dump_round_trip(void **state)
 {
     config_t *c = *state;
-    assert_int_equal(config_set(c, CONFIG_ROLE_GATEWAY, "workers", "7", err,
-                                sizeof err), 0);
+    assert_int_equal(
+        config_set(c, CONFIG_ROLE_GATEWAY, "workers", "7", err, sizeof err), 0);
     char path[] = "/tmp/parley-test-dump.XXXXXX";
     int fd = mkstemp(path);
     FILE *f = fdopen(fd, "w");
@@ -201,7 +233,8 @@ static void test_dump_round_trip(void **state)
     fclose(f);
     config_t d;
     assert_int_equal(config_init(&d), 0);
-    assert_int_equal(config_load(&d, CONFIG_ROLE_GATEWAY, path, err, sizeof err), 0);
+    assert_int_equal(
+        config_load(&d, CONFIG_ROLE_GATEWAY, path, err, sizeof err), 0);
     assert_int_equal(d.workers, 7);
     assert_int_equal(d.header_timeout_ms, c->header_timeout_ms);
     assert_string_equal(d.listen, c->listen);

@@ -56,8 +56,7 @@ static int teardown(void **state)
     return 0;
 }
 
-static void append_n(journal_t *j, const char *room, uint64_t from,
-                     uint64_t to)
+static void append_n(journal_t *j, const char *room, uint64_t from, uint64_t to)
 {
     journal_room_t *r = journal_room(j, room, strlen(room));
     assert_non_null(r);
@@ -65,7 +64,8 @@ static void append_n(journal_t *j, const char *room, uint64_t from,
         char text[32];
         snprintf(text, sizeof text, "line %llu", (unsigned long long)s);
         assert_int_equal(journal_append(j, r, "epoch1", 6, s, 1000 + s, "ann",
-                                        3, text, strlen(text)), 0);
+                                        3, text, strlen(text)),
+                         0);
     }
 }
 
@@ -75,7 +75,8 @@ static seen_t *reload(const char *dir, size_t keep, long expect)
     memset(&seen, 0, sizeof seen);
     journal_t *j = journal_open(dir, "never", keep, err, sizeof err);
     assert_non_null(j);
-    assert_int_equal(journal_load(j, on_record, &seen, err, sizeof err), expect);
+    assert_int_equal(journal_load(j, on_record, &seen, err, sizeof err),
+                     expect);
     journal_close(j);
     return &seen;
 }
@@ -119,8 +120,7 @@ static void test_reopen_continues(void **state)
     assert_string_equal(s->last_text, "line 6");
 }
 
-static void corrupt_tail(const char *dir, const char *room, long cut,
-                         int flip)
+static void corrupt_tail(const char *dir, const char *room, long cut, int flip)
 {
     char path[256];
     snprintf(path, sizeof path, "%s/%s.journal", dir, room);
@@ -200,7 +200,8 @@ static void test_bad_arguments(void **state)
     const char *dir = *state;
     assert_null(journal_open(dir, "sometimes", 10, err, sizeof err));
     assert_non_null(strstr(err, "fsync"));
-    assert_null(journal_open("/proc/no/such/dir", "never", 10, err, sizeof err));
+    assert_null(
+        journal_open("/proc/no/such/dir", "never", 10, err, sizeof err));
     journal_t *j = journal_open(dir, "never", 10, err, sizeof err);
     assert_null(journal_room(j, "", 0));
     journal_room_t *r = journal_room(j, "x", 1);
@@ -208,8 +209,8 @@ static void test_bad_arguments(void **state)
     assert_ptr_equal(journal_room(j, "x", 1), r);
     char epoch[300];
     memset(epoch, 'e', sizeof epoch);
-    assert_int_equal(journal_append(j, r, epoch, sizeof epoch, 1, 1, "a", 1,
-                                    "t", 1), -1);
+    assert_int_equal(
+        journal_append(j, r, epoch, sizeof epoch, 1, 1, "a", 1, "t", 1), -1);
     journal_close(j);
     journal_close(NULL);
 }
@@ -217,7 +218,8 @@ static void test_bad_arguments(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_append_and_reload, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_append_and_reload, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_reopen_continues, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_tail_is_cut, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_record_is_cut, setup,

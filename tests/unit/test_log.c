@@ -54,10 +54,11 @@ static void test_line_format(void **state)
     log_info("conn_open", "fd=%d peer=%s", 7, "127.0.0.1:5000");
     char *text = slurp();
     char want[256];
-    snprintf(want, sizeof want,
-             "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z "
-             "info gateway\\[%d\\] conn_open fd=7 peer=127\\.0\\.0\\.1:5000\n$",
-             (int)getpid());
+    snprintf(
+        want, sizeof want,
+        "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z "
+        "info gateway\\[%d\\] conn_open fd=7 peer=127\\.0\\.0\\.1:5000\n$",
+        (int)getpid());
     regex_t re;
     assert_int_equal(regcomp(&re, want, REG_EXTENDED | REG_NEWLINE), 0);
     if (regexec(&re, text, 0, NULL, 0) != 0)

@@ -152,10 +152,14 @@ static void test_time_max(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_burst),    cmocka_unit_test(test_refill),
-        cmocka_unit_test(test_no_drift), cmocka_unit_test(test_clock_backwards),
-        cmocka_unit_test(test_extremes), cmocka_unit_test(test_wait_ms),
-        cmocka_unit_test(test_shared_policy), cmocka_unit_test(test_time_max),
+        cmocka_unit_test(test_burst),
+        cmocka_unit_test(test_refill),
+        cmocka_unit_test(test_no_drift),
+        cmocka_unit_test(test_clock_backwards),
+        cmocka_unit_test(test_extremes),
+        cmocka_unit_test(test_wait_ms),
+        cmocka_unit_test(test_shared_policy),
+        cmocka_unit_test(test_time_max),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

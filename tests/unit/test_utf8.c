@@ -20,7 +20,10 @@ typedef struct {
     size_t len;
 } sample_t;
 
-#define S(name, lit) {name, lit, sizeof(lit) - 1}
+#define S(name, lit)                                                           \
+    {                                                                          \
+        name, lit, sizeof(lit) - 1                                             \
+    }
 
 static const sample_t valid_samples[] = {
     S("empty", ""),
@@ -39,7 +42,8 @@ static const sample_t valid_samples[] = {
     S("U+40000 via F1", "\xf1\x80\x80\x80"),
     S("last U+10FFFF", "\xf4\x8f\xbf\xbf"),
     S("emoji in ascii", "chat \xf0\x9f\x98\x80 room"),
-    S("long mixed", "0123456789abcdef\xc3\xa9\xe2\x82\xac" "0123456789"
+    S("long mixed", "0123456789abcdef\xc3\xa9\xe2\x82\xac"
+                    "0123456789"
                     "\xf0\x9f\x92\xa9 tail of the text 0123456789"),
 };
 
@@ -127,14 +131,14 @@ static void test_invalid_table(void **state)
    in a later fragment could still complete them. */
 static void test_partial_is_pending(void **state)
 {
-    static const char *prefixes[] = {"\xc2", "\xe0\xa0", "\xed\x9f",
+    static const char *prefixes[] = {"\xc2",     "\xe0\xa0",     "\xed\x9f",
                                      "\xf0\x90", "\xf4\x8f\xbf", "ab\xe2"};
     (void)state;
     for (size_t i = 0; i < sizeof prefixes / sizeof *prefixes; i++) {
         utf8_state_t s;
         utf8_reset(&s);
-        uint32_t st = utf8_feed(&s, (const uint8_t *)prefixes[i],
-                                strlen(prefixes[i]));
+        uint32_t st =
+            utf8_feed(&s, (const uint8_t *)prefixes[i], strlen(prefixes[i]));
         assert_int_not_equal(st, UTF8_ACCEPT);
         assert_int_not_equal(st, UTF8_REJECT);
     }

@@ -20,9 +20,13 @@ static int encode(const wire_msg_t *m, uint8_t *hdr, wire_buf_t *frames)
 static void test_msg_round_trip(void **state)
 {
     (void)state;
-    wire_msg_t m = {.type = WIRE_MSG, .seq = 58, .ts = 1763900000123ull,
-                    .gseq = 1ull << 40, .room = BUF("lobby"),
-                    .epoch = BUF("9f2c0011aabbccdd"), .nick = BUF("bob"),
+    wire_msg_t m = {.type = WIRE_MSG,
+                    .seq = 58,
+                    .ts = 1763900000123ull,
+                    .gseq = 1ull << 40,
+                    .room = BUF("lobby"),
+                    .epoch = BUF("9f2c0011aabbccdd"),
+                    .nick = BUF("bob"),
                     .text = BUF("hi")};
     uint8_t hdr[WIRE_HDR_LEN];
     wire_buf_t frames[8];
@@ -49,9 +53,14 @@ static void test_msg_round_trip(void **state)
 static void test_header_fields(void **state)
 {
     (void)state;
-    wire_msg_t m = {.type = WIRE_JOIN, .flags = WIRE_F_HAS_SINCE | WIRE_F_SILENT,
-                    .members = 0xdeadbeef, .limit = 50, .conn = UINT64_MAX,
-                    .since = 41, .room = BUF("a"), .nick = BUF("alice"),
+    wire_msg_t m = {.type = WIRE_JOIN,
+                    .flags = WIRE_F_HAS_SINCE | WIRE_F_SILENT,
+                    .members = 0xdeadbeef,
+                    .limit = 50,
+                    .conn = UINT64_MAX,
+                    .since = 41,
+                    .room = BUF("a"),
+                    .nick = BUF("alice"),
                     .epoch = BUF("")};
     uint8_t hdr[WIRE_HDR_LEN];
     wire_buf_t frames[8];
@@ -72,14 +81,20 @@ static void test_every_type_round_trips(void **state)
 {
     (void)state;
     static const uint8_t all[] = {
-        WIRE_HELLO, WIRE_PING, WIRE_JOIN, WIRE_SAY, WIRE_LEAVE, WIRE_WHO,
-        WIRE_HIST, WIRE_BYE, WIRE_WELCOME, WIRE_PONG, WIRE_JOINED, WIRE_ACK,
-        WIRE_WHO_REPLY, WIRE_HISTORY, WIRE_ERROR, WIRE_MSG, WIRE_PRESENCE,
-        WIRE_HEARTBEAT};
+        WIRE_HELLO,  WIRE_PING,     WIRE_JOIN,      WIRE_SAY,     WIRE_LEAVE,
+        WIRE_WHO,    WIRE_HIST,     WIRE_BYE,       WIRE_WELCOME, WIRE_PONG,
+        WIRE_JOINED, WIRE_ACK,      WIRE_WHO_REPLY, WIRE_HISTORY, WIRE_ERROR,
+        WIRE_MSG,    WIRE_PRESENCE, WIRE_HEARTBEAT};
     for (size_t i = 0; i < sizeof all; i++) {
-        wire_msg_t m = {.type = all[i], .room = BUF("r"), .nick = BUF("n"),
-                        .text = BUF("t"), .ref = BUF("x"), .epoch = BUF("e"),
-                        .node = BUF("node"), .boot = BUF("b"), .seq = i};
+        wire_msg_t m = {.type = all[i],
+                        .room = BUF("r"),
+                        .nick = BUF("n"),
+                        .text = BUF("t"),
+                        .ref = BUF("x"),
+                        .epoch = BUF("e"),
+                        .node = BUF("node"),
+                        .boot = BUF("b"),
+                        .seq = i};
         uint8_t hdr[WIRE_HDR_LEN];
         wire_buf_t frames[8];
         int n = encode(&m, hdr, frames);
@@ -98,8 +113,11 @@ static void test_every_type_round_trips(void **state)
 static void test_history_items(void **state)
 {
     (void)state;
-    wire_msg_t m = {.type = WIRE_HISTORY, .room = BUF("lobby"),
-                    .epoch = BUF("e1"), .seq = 7, .flags = WIRE_F_RECOVERED};
+    wire_msg_t m = {.type = WIRE_HISTORY,
+                    .room = BUF("lobby"),
+                    .epoch = BUF("e1"),
+                    .seq = 7,
+                    .flags = WIRE_F_RECOVERED};
     uint8_t hdr[WIRE_HDR_LEN], ih[2][WIRE_ITEM_HDR_LEN];
     wire_buf_t frames[16];
     int n = wire_encode(&m, hdr, frames, 16);
@@ -163,8 +181,11 @@ static void expect_reject(wire_buf_t *frames, size_t n, const char *why)
 static void test_rejects(void **state)
 {
     (void)state;
-    wire_msg_t m = {.type = WIRE_SAY, .room = BUF("lobby"), .nick = BUF("a"),
-                    .text = BUF("t"), .ref = BUF("r")};
+    wire_msg_t m = {.type = WIRE_SAY,
+                    .room = BUF("lobby"),
+                    .nick = BUF("a"),
+                    .text = BUF("t"),
+                    .ref = BUF("r")};
     uint8_t hdr[WIRE_HDR_LEN];
     wire_buf_t frames[8];
     int n = encode(&m, hdr, frames);
@@ -186,13 +207,15 @@ static void test_rejects(void **state)
     expect_reject(frames, (size_t)n, "invalid room");
     frames[1] = BUF("bad room");
     expect_reject(frames, (size_t)n, "invalid room");
-    frames[1] = BUF("0123456789012345678901234567890123456789012345678901234567890123x");
+    frames[1] = BUF(
+        "0123456789012345678901234567890123456789012345678901234567890123x");
     expect_reject(frames, (size_t)n, "invalid room");
     frames[1] = BUF("lobby");
     frames[2] = BUF("012345678901234567890123456789012");
     expect_reject(frames, (size_t)n, "nick too long");
     frames[2] = BUF("a");
-    frames[4] = BUF("01234567890123456789012345678901234567890123456789012345678901234");
+    frames[4] = BUF(
+        "01234567890123456789012345678901234567890123456789012345678901234");
     expect_reject(frames, (size_t)n, "ref too long");
 }
 

@@ -37,10 +37,10 @@ typedef struct {
     uint16_t error;
 } got_t;
 
-static const ws_parser_config_t server_cfg = {
-    .max_message = 1 << 20, .require_mask = true};
-static const ws_parser_config_t client_cfg = {
-    .max_message = 1 << 20, .reject_mask = true};
+static const ws_parser_config_t server_cfg = {.max_message = 1 << 20,
+                                              .require_mask = true};
+static const ws_parser_config_t client_cfg = {.max_message = 1 << 20,
+                                              .reject_mask = true};
 
 static const uint8_t test_mask[4] = {0x37, 0xfa, 0x21, 0x3d};
 
@@ -72,8 +72,7 @@ static void got_add(got_t *g, const ws_message_t *m)
 }
 
 /* Feeds one chunk, calling again with the rest after each message. */
-static bool feed_chunk(ws_parser_t *p, const uint8_t *in, size_t len,
-                       got_t *g)
+static bool feed_chunk(ws_parser_t *p, const uint8_t *in, size_t len, got_t *g)
 {
     size_t off = 0;
     while (off < len) {
@@ -98,8 +97,7 @@ static bool feed_chunk(ws_parser_t *p, const uint8_t *in, size_t len,
 
 /* Parses in[0..len) cut at the sorted offsets cuts[0..ncuts). */
 static void parse_cuts(const ws_parser_config_t *cfg, const uint8_t *in,
-                       size_t len, const size_t *cuts, size_t ncuts,
-                       got_t *g)
+                       size_t len, const size_t *cuts, size_t ncuts, got_t *g)
 {
     ws_parser_t p;
     size_t from = 0;
@@ -132,8 +130,8 @@ static void assert_same(const got_t *a, const got_t *b, const char *how,
                         size_t cut)
 {
     if (a->n != b->n || a->error != b->error)
-        fail_msg("%s %zu: %zu messages, error %u; expected %zu, error %u",
-                 how, cut, a->n, a->error, b->n, b->error);
+        fail_msg("%s %zu: %zu messages, error %u; expected %zu, error %u", how,
+                 cut, a->n, a->error, b->n, b->error);
     for (size_t i = 0; i < a->n; i++) {
         const got_msg_t *x = &a->m[i], *y = &b->m[i];
         assert_int_equal(x->opcode, y->opcode);
@@ -183,11 +181,14 @@ static void want_msg(got_t *w, ws_opcode_t op, const void *data, size_t len)
     got_add(w, &m);
 }
 
-static void want_close(got_t *w, const void *payload, size_t len,
-                       uint16_t code, const char *reason)
+static void want_close(got_t *w, const void *payload, size_t len, uint16_t code,
+                       const char *reason)
 {
-    ws_message_t m = {.opcode = WS_OP_CLOSE, .data = payload, .len = len,
-                      .close_code = code, .close_reason = reason,
+    ws_message_t m = {.opcode = WS_OP_CLOSE,
+                      .data = payload,
+                      .len = len,
+                      .close_code = code,
+                      .close_reason = reason,
                       .close_reason_len = strlen(reason)};
     got_add(w, &m);
 }
@@ -201,8 +202,8 @@ static void check_error(const ws_parser_config_t *cfg, const uint8_t *in,
     got_free(w);
 }
 
-static void check_error_only(const ws_parser_config_t *cfg,
-                             const uint8_t *in, size_t len, uint16_t code)
+static void check_error_only(const ws_parser_config_t *cfg, const uint8_t *in,
+                             size_t len, uint16_t code)
 {
     got_t w = {0};
     check_error(cfg, in, len, &w, code);
@@ -232,7 +233,10 @@ static uint8_t *guard_place(guard_t *g, const uint8_t *in, size_t len)
     return at;
 }
 
-static void guard_free(guard_t *g) { munmap(g->base, g->size); }
+static void guard_free(guard_t *g)
+{
+    munmap(g->base, g->size);
+}
 
 /* Every prefix of the input, placed against the guard page, fed whole and
    byte by byte: a read past the end of any chunk faults. */
@@ -462,18 +466,18 @@ static void test_length_encodings(void **state)
     static const uint8_t zero16[] = {0x82, 0xfe, 0x00, 0x00, 1, 2, 3, 4};
     check_error_only(&server_cfg, zero16, sizeof zero16, WS_CLOSE_PROTOCOL);
     /* 64-bit form for a length that fits in 16 bits */
-    static const uint8_t short64[] = {0x82, 0xff, 0, 0, 0, 0, 0, 0,
-                                      0xff, 0xff, 1, 2, 3, 4};
+    static const uint8_t short64[] = {0x82, 0xff, 0,    0, 0, 0, 0,
+                                      0,    0xff, 0xff, 1, 2, 3, 4};
     check_error_only(&server_cfg, short64, sizeof short64, WS_CLOSE_PROTOCOL);
-    static const uint8_t tiny64[] = {0x82, 0xff, 0, 0, 0, 0, 0, 0, 0, 5,
-                                     1, 2, 3, 4};
+    static const uint8_t tiny64[] = {0x82, 0xff, 0, 0, 0, 0, 0,
+                                     0,    0,    5, 1, 2, 3, 4};
     check_error_only(&server_cfg, tiny64, sizeof tiny64, WS_CLOSE_PROTOCOL);
     /* 64-bit length with the most significant bit set */
-    static const uint8_t msb[] = {0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0,
-                                  1, 2, 3, 4};
+    static const uint8_t msb[] = {0x82, 0xff, 0x80, 0, 0, 0, 0,
+                                  0,    0,    0,    1, 2, 3, 4};
     check_error_only(&server_cfg, msb, sizeof msb, WS_CLOSE_PROTOCOL);
-    static const uint8_t all[] = {0x82, 0xff, 0xff, 0xff, 0xff, 0xff,
-                                  0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4};
+    static const uint8_t all[] = {0x82, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                  0xff, 0xff, 0xff, 1,    2,    3,    4};
     check_error_only(&server_cfg, all, sizeof all, WS_CLOSE_PROTOCOL);
 }
 
@@ -483,8 +487,7 @@ static void test_masking_rules(void **state)
     got_t w = {0};
     (void)state;
     static const uint8_t unmasked[] = {0x82, 0x01, 0xaa};
-    check_error_only(&server_cfg, unmasked, sizeof unmasked,
-                     WS_CLOSE_PROTOCOL);
+    check_error_only(&server_cfg, unmasked, sizeof unmasked, WS_CLOSE_PROTOCOL);
     static const uint8_t masked[] = {0x82, 0x81, 1, 2, 3, 4, 0xab};
     check_error_only(&client_cfg, masked, sizeof masked, WS_CLOSE_PROTOCOL);
     /* a control frame is held to the same rule */
@@ -501,8 +504,8 @@ static void test_masking_rules(void **state)
 }
 
 /* Builds a masked client frame with the test mask into out. */
-static size_t client_frame(uint8_t *out, size_t cap, ws_opcode_t op,
-                           bool fin, const void *payload, size_t len)
+static size_t client_frame(uint8_t *out, size_t cap, ws_opcode_t op, bool fin,
+                           const void *payload, size_t len)
 {
     size_t n = ws_frame_write(out, cap, op, fin, 0, payload, len, test_mask);
     assert_int_not_equal(n, 0);
@@ -645,11 +648,11 @@ static void test_idle_and_move(void **state)
 
 static void test_close_frames(void **state)
 {
-    static const unsigned good[] = {1000, 1001, 1002, 1003, 1007, 1008,
-                                    1009, 1010, 1011, 1012, 1013, 1014,
-                                    3000, 4000, 4999};
-    static const unsigned bad[] = {0, 999, 1004, 1005, 1006, 1015, 1016,
-                                   2000, 2999, 5000, 65535};
+    static const unsigned good[] = {1000, 1001, 1002, 1003, 1007,
+                                    1008, 1009, 1010, 1011, 1012,
+                                    1013, 1014, 3000, 4000, 4999};
+    static const unsigned bad[] = {0,    999,  1004, 1005, 1006, 1015,
+                                   1016, 2000, 2999, 5000, 65535};
     uint8_t buf[256], pl[WS_MAX_CONTROL];
     got_t w = {0};
     size_t n, c;
@@ -797,22 +800,21 @@ static void test_header_sizes(void **state)
     assert_int_equal(ws_frame_header_size(65535, true), 8);
     assert_int_equal(ws_frame_header_size(65536, false), 10);
     assert_int_equal(ws_frame_header_size(UINT64_C(1) << 40, true), 14);
-    assert_int_equal(ws_frame_write_header(h, WS_OP_BINARY, false, WS_RSV1,
-                                           65536, NULL), 10);
+    assert_int_equal(
+        ws_frame_write_header(h, WS_OP_BINARY, false, WS_RSV1, 65536, NULL),
+        10);
     static const uint8_t want[] = {0x42, 0x7f, 0, 0, 0, 0, 0, 1, 0, 0};
     assert_memory_equal(h, want, sizeof want);
-    assert_int_equal(ws_frame_write_header(h, WS_OP_PONG, true, 0, 300,
-                                           test_mask), 8);
+    assert_int_equal(
+        ws_frame_write_header(h, WS_OP_PONG, true, 0, 300, test_mask), 8);
     static const uint8_t want2[] = {0x8a, 0xfe, 0x01, 0x2c,
                                     0x37, 0xfa, 0x21, 0x3d};
     assert_memory_equal(h, want2, sizeof want2);
     /* too small a buffer */
-    assert_int_equal(ws_frame_write(h, 5, WS_OP_TEXT, true, 0, pl, 4, NULL),
-                     0);
-    assert_int_equal(ws_frame_write(h, 6, WS_OP_TEXT, true, 0, pl, 4, NULL),
-                     6);
-    assert_int_equal(ws_frame_write(h, 9, WS_OP_TEXT, true, 0, pl, 4,
-                                    test_mask), 0);
+    assert_int_equal(ws_frame_write(h, 5, WS_OP_TEXT, true, 0, pl, 4, NULL), 0);
+    assert_int_equal(ws_frame_write(h, 6, WS_OP_TEXT, true, 0, pl, 4, NULL), 6);
+    assert_int_equal(
+        ws_frame_write(h, 9, WS_OP_TEXT, true, 0, pl, 4, test_mask), 0);
 }
 
 static void test_mask_reference(void **state)

@@ -21,9 +21,9 @@ typedef struct {
     zev_t *z;
     size_t got;
     size_t want;
-    uint32_t next;   /* expected counter of the next message */
+    uint32_t next; /* expected counter of the next message */
     bool in_order;
-    bool echo;       /* send a reply from inside the callback */
+    bool echo; /* send a reply from inside the callback */
 } rx_t;
 
 static void on_message(const wire_buf_t *frames, size_t n, void *arg)
@@ -92,8 +92,8 @@ static void test_burst_beyond_budget(void **state)
     (void)state;
     pair_t p;
     pair_open(&p, ZMQ_PULL, ZMQ_PUSH, "inproc://burst");
-    rx_t rx = {.base = event_base_new(), .want = 10 * ZEV_BUDGET,
-               .in_order = true};
+    rx_t rx = {
+        .base = event_base_new(), .want = 10 * ZEV_BUDGET, .in_order = true};
     rx.z = zev_new(rx.base, p.a, on_message, &rx);
     assert_non_null(rx.z);
     send_burst(p.b, 0, (uint32_t)rx.want);
@@ -132,8 +132,10 @@ static void test_send_inside_callback(void **state)
     (void)state;
     pair_t p;
     pair_open(&p, ZMQ_DEALER, ZMQ_DEALER, "inproc://echo");
-    rx_t rx = {.base = event_base_new(), .want = 3 * ZEV_BUDGET + 5,
-               .in_order = true, .echo = true};
+    rx_t rx = {.base = event_base_new(),
+               .want = 3 * ZEV_BUDGET + 5,
+               .in_order = true,
+               .echo = true};
     rx.z = zev_new(rx.base, p.a, on_message, &rx);
     send_burst(p.b, 0, (uint32_t)rx.want);
     run(&rx);
