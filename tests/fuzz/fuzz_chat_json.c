@@ -14,14 +14,7 @@
 #include "chat_proto.h"
 #include "names.h"
 #include "utf8.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                            \
-    do {                                                                       \
-        if (!(cond))                                                           \
-            abort();                                                           \
-    } while (0)
+#include "fuzz.h"
 
 static const size_t max_texts[4] = {1, 16, 4096, 65536};
 

@@ -12,14 +12,7 @@
 #include <string.h>
 
 #include "http_parser.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                            \
-    do {                                                                       \
-        if (!(cond))                                                           \
-            abort();                                                           \
-    } while (0)
+#include "fuzz.h"
 
 static bool inside(const char *p, size_t n, const char *buf, size_t len)
 {

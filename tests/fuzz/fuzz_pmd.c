@@ -21,14 +21,7 @@
 #include <string.h>
 
 #include "pmd.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                            \
-    do {                                                                       \
-        if (!(cond))                                                           \
-            abort();                                                           \
-    } while (0)
+#include "fuzz.h"
 
 static const size_t max_outs[4] = {64, 512, 4096, 65536};
 

@@ -11,8 +11,7 @@
 #include <string.h>
 
 #include "utf8.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz.h"
 
 /* Length of the sequence a lead byte starts, 0 when it cannot lead. */
 static size_t seq_len(uint8_t b)

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "wire.h"
+#include "fuzz.h"
 
 #define MAX_FRAMES 64
 
@@ -56,7 +57,6 @@ static void check_round_trip(const wire_msg_t *m)
     }
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     wire_buf_t frames[MAX_FRAMES];

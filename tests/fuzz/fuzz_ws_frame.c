@@ -16,10 +16,9 @@
 #include <string.h>
 
 #include "ws_frame.h"
+#include "fuzz.h"
 
 #define FUZZ_MAX_MESSAGE 4096
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* What one run saw: a running digest of messages, and how it ended. */
 typedef struct {

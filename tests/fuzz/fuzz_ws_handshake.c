@@ -11,14 +11,7 @@
 #include <string.h>
 
 #include "ws_handshake.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                            \
-    do {                                                                       \
-        if (!(cond))                                                           \
-            abort();                                                           \
-    } while (0)
+#include "fuzz.h"
 
 static bool inside(ws_str_t s, const char *buf, size_t len)
 {
