@@ -352,30 +352,15 @@ void conn_output_added(conn_t *c)
         (bufferevent_get_enabled(c->bev) & EV_WRITE))
         return; /* the bufferevent writes it, or the flush will */
     worker_t *w = c->w;
-    if (w->flush_head == NULL) /* after this iteration's other callbacks */
+    if (TAILQ_EMPTY(&w->flushq)) /* after this iteration's other callbacks */
         event_active(w->flush_ev, EV_TIMEOUT, 0);
     c->corked = true;
-    c->flush_next = NULL;
-    c->flush_prev = w->flush_tail;
-    if (w->flush_tail != NULL)
-        w->flush_tail->flush_next = c;
-    else
-        w->flush_head = c;
-    w->flush_tail = c;
+    TAILQ_INSERT_TAIL(&w->flushq, c, flush_link);
 }
 
 static void flush_unlink(conn_t *c)
 {
-    worker_t *w = c->w;
-    if (c->flush_prev != NULL)
-        c->flush_prev->flush_next = c->flush_next;
-    else
-        w->flush_head = c->flush_next;
-    if (c->flush_next != NULL)
-        c->flush_next->flush_prev = c->flush_prev;
-    else
-        w->flush_tail = c->flush_prev;
-    c->flush_next = c->flush_prev = NULL;
+    TAILQ_REMOVE(&c->w->flushq, c, flush_link);
     c->corked = false;
 }
 
@@ -411,12 +396,13 @@ static void flush_one(conn_t *c)
 
 void conn_flush(worker_t *w)
 {
-    for (int n = 0; n < CONN_FLUSH_BATCH && w->flush_head != NULL; n++) {
-        conn_t *c = w->flush_head;
+    conn_t *c;
+    for (int n = 0; n < CONN_FLUSH_BATCH && (c = TAILQ_FIRST(&w->flushq));
+         n++) {
         flush_unlink(c);
         flush_one(c); /* closed connections leave the queue at once */
     }
-    if (w->flush_head != NULL) { /* the rest after the next poll */
+    if (!TAILQ_EMPTY(&w->flushq)) { /* the rest after the next poll */
         static const struct timeval now = {0, 0};
         evtimer_add(w->flush_ev, &now);
     }

@@ -49,10 +49,11 @@ typedef struct conn {
     uint64_t deadline_ms; /* timeout of the current state (mono ms) */
     /* HTTP API (api.c) */
     struct api_req *api; /* the API request being served, or NULL */
-    struct conn *flush_next, *flush_prev; /* the worker's flush queue
-                                           * (conn_set_direct) */
-    struct evbuffer_cb_entry *first_out;  /* plain TCP until the first
-                                           * output: enables EV_WRITE then */
+    TAILQ_ENTRY(conn)
+    flush_link;                          /* the worker's flush queue
+                                          * (conn_set_direct) */
+    struct evbuffer_cb_entry *first_out; /* plain TCP until the first
+                                          * output: enables EV_WRITE then */
     int fd;
     conn_state_t state;
     uint32_t timer_slot; /* 1 + index in w->timers; 0: no timeout */

@@ -22,7 +22,7 @@ struct rooms {
     room_t **buckets;
     size_t nbuckets;
     size_t count;
-    room_t *idle_head, *idle_tail; /* rooms without members, oldest first */
+    TAILQ_HEAD(, room) idle; /* rooms without members, oldest first */
     size_t nidle;
     conn_t **slow; /* slow consumers found by fan-outs, closed later */
     size_t nslow, slow_cap;
@@ -153,6 +153,7 @@ rooms_t *rooms_new(worker_t *w)
     if (rs == NULL)
         return NULL;
     rs->w = w;
+    TAILQ_INIT(&rs->idle);
     rs->nbuckets = ROOMS_MIN_BUCKETS;
     rs->buckets = calloc(rs->nbuckets, sizeof *rs->buckets);
     if (rs->buckets == NULL) {
@@ -246,15 +247,7 @@ static void idle_remove(rooms_t *rs, room_t *r)
 {
     if (!r->idle)
         return;
-    if (r->iprev != NULL)
-        r->iprev->inext = r->inext;
-    else
-        rs->idle_head = r->inext;
-    if (r->inext != NULL)
-        r->inext->iprev = r->iprev;
-    else
-        rs->idle_tail = r->iprev;
-    r->inext = r->iprev = NULL;
+    TAILQ_REMOVE(&rs->idle, r, idle_link);
     r->idle = false;
     rs->nidle--;
 }
@@ -287,9 +280,10 @@ size_t rooms_count(const rooms_t *rs)
 
 void rooms_expire_idle(rooms_t *rs, uint64_t now)
 {
-    while (rs->idle_head != NULL &&
-           now - rs->idle_head->idle_since >= ROOMS_IDLE_MS)
-        rooms_unlink(rs, rs->idle_head);
+    room_t *r;
+    while ((r = TAILQ_FIRST(&rs->idle)) != NULL &&
+           now - r->idle_since >= ROOMS_IDLE_MS)
+        rooms_unlink(rs, r);
 }
 
 /* r lost its last member while in sync: it stays, following the stream,
@@ -304,16 +298,10 @@ static void room_make_idle(room_t *r)
     }
     r->idle = true;
     r->idle_since = util_mono_ms();
-    r->iprev = rs->idle_tail;
-    r->inext = NULL;
-    if (rs->idle_tail != NULL)
-        rs->idle_tail->inext = r;
-    else
-        rs->idle_head = r;
-    rs->idle_tail = r;
+    TAILQ_INSERT_TAIL(&rs->idle, r, idle_link);
     rs->nidle++;
     if (rs->nidle > ROOMS_IDLE_MAX)
-        rooms_unlink(rs, rs->idle_head);
+        rooms_unlink(rs, TAILQ_FIRST(&rs->idle));
 }
 
 /* ---- members ------------------------------------------------------------- */

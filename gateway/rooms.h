@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 #include "conn.h"
 #include "frame_cache.h"
@@ -100,11 +101,11 @@ typedef struct room {
     bool refetch;  /* a message was dropped: held list full */
     rmsg_t **held; /* sorted by seq, unique */
     size_t nheld, held_cap;
-    rmsg_t *ring[ROOM_RING];    /* by seq % ROOM_RING */
-    uint64_t hist_req;          /* room-level HIST in flight (request id), 0 */
-    bool idle;                  /* no members: on the table's idle list */
-    uint64_t idle_since;        /* util_mono_ms() when it became idle */
-    struct room *inext, *iprev; /* idle list, oldest first */
+    rmsg_t *ring[ROOM_RING];     /* by seq % ROOM_RING */
+    uint64_t hist_req;           /* room-level HIST in flight (request id), 0 */
+    bool idle;                   /* no members: on the table's idle list */
+    uint64_t idle_since;         /* util_mono_ms() when it became idle */
+    TAILQ_ENTRY(room) idle_link; /* the idle list, oldest first */
     struct room *hnext;
     struct rooms *rooms;
 } room_t;

@@ -354,6 +354,7 @@ static int worker_setup(worker_t *w)
     w->base = event_base_new();
     if (w->base == NULL)
         return -1;
+    TAILQ_INIT(&w->flushq);
     w->reap_ev = event_new(w->base, -1, 0, on_reap, w);
     w->flush_ev = evtimer_new(w->base, on_flush, w);
     w->stop_timer = evtimer_new(w->base, on_stop_timer, w);

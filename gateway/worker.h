@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 #include "gateway.h"
 
@@ -38,9 +39,9 @@ typedef struct worker {
     size_t nconns;
     struct conn *reap; /* closed connections, freed by reap_ev */
     struct event *reap_ev;
-    struct conn *flush_head; /* FIFO of connections with output to
-                              * write (conn.c) */
-    struct conn *flush_tail;
+    TAILQ_HEAD(, conn)
+    flushq;                 /* FIFO of connections with output to
+                             * write (conn.c) */
     struct event *flush_ev; /* writes them: conn_flush() */
     /* connection timeouts (conn.c): a min-heap of connections by
      * deadline_ms, and one timer for the earliest */
